@@ -1,0 +1,70 @@
+"""Adversarial losses, selectable for any variant by configuration.
+
+``nonsaturating`` is the default (the notes' practical fix: G maximises log D(G(z)) instead
+of minimising log(1 - D(G(z))), whose gradient vanishes when D wins early). ``wgan-gp``,
+``hinge`` and ``lsgan`` are the usual alternatives; ``gp_weight`` and ``r1_weight`` add the
+gradient penalties (GP on interpolates for WGAN-GP; R1 on reals, Mescheder et al. 2018).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+Critic = Callable[[torch.Tensor], torch.Tensor]
+LOSSES = ("nonsaturating", "saturating", "wgan-gp", "hinge", "lsgan")
+
+
+def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Gulrajani et al. 2017: (||grad D(x_hat)|| - 1)^2 on random interpolates."""
+    alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
+    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def r1_penalty(critic: Critic, real: torch.Tensor) -> torch.Tensor:
+    """0.5 * E ||grad D(x_real)||^2, which keeps D from overshooting on the data manifold."""
+    x = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    return 0.5 * grad.flatten(1).pow(2).sum(1).mean()
+
+
+class AdversarialLoss:
+    def __init__(self, kind: str = "nonsaturating", gp_weight: float = 10.0, r1_weight: float = 0.0) -> None:
+        if kind not in LOSSES:
+            raise ValueError(f"unknown loss {kind!r}; known: {', '.join(LOSSES)}")
+        self.kind = kind
+        self.gp_weight = gp_weight if kind == "wgan-gp" else 0.0
+        self.r1_weight = r1_weight
+
+    def d_from_logits(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        """The discriminator's loss from its outputs alone (no penalties)."""
+        r, f = real_logits, fake_logits
+        if self.kind in ("nonsaturating", "saturating"):
+            return F.softplus(-r).mean() + F.softplus(f).mean()
+        if self.kind == "wgan-gp":
+            return f.mean() - r.mean()
+        if self.kind == "hinge":
+            return F.relu(1 - r).mean() + F.relu(1 + f).mean()
+        return 0.5 * ((r - 1) ** 2).mean() + 0.5 * (f**2).mean()
+
+    def discriminator(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        loss = self.d_from_logits(critic(real), critic(fake.detach()))
+        if self.gp_weight:
+            loss = loss + self.gp_weight * gradient_penalty(critic, real, fake)
+        if self.r1_weight:
+            loss = loss + self.r1_weight * r1_penalty(critic, real)
+        return loss
+
+    def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        f = fake_logits
+        if self.kind == "nonsaturating":
+            return F.softplus(-f).mean()
+        if self.kind == "saturating":
+            return -F.softplus(f).mean()
+        if self.kind == "lsgan":
+            return 0.5 * ((f - 1) ** 2).mean()
+        return -f.mean()
