@@ -1,0 +1,54 @@
+"""Service settings from the environment, read once at start-up.
+
+A bad value (``GANZOO_MAX_N=abc``) raises at start: a server that silently ignores its
+configuration is worse than one that does not start.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from serving.providers import DEVICES
+
+
+def _int(env: Mapping[str, str], key: str, default: int, minimum: int) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{key} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{key} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    device: str = "auto"  # GANZOO_DEVICE: auto | cpu | cuda
+    models: frozenset[str] | None = None  # GANZOO_MODELS: comma list; None = every ganzoo model
+    max_n: int = 256  # GANZOO_MAX_N: most tiles per /generate
+    max_pixels: int = 16_000_000  # GANZOO_MAX_PIXELS: largest accepted input image
+    max_bytes: int = 64 * 1024 * 1024  # GANZOO_MAX_BYTES: largest accepted request body
+    ort_threads: int = 0  # GANZOO_ORT_THREADS: intra-op threads per session, 0 = ORT default
+    batch: int = 64  # GANZOO_BATCH: tiles per ONNX Runtime call
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        device = env.get("GANZOO_DEVICE", "auto").strip().lower() or "auto"
+        if device not in DEVICES:
+            raise ValueError(f"GANZOO_DEVICE must be one of {', '.join(DEVICES)}, got {device!r}")
+        names = [n.strip() for n in env.get("GANZOO_MODELS", "").split(",") if n.strip()]
+        return cls(
+            device=device,
+            models=frozenset(names) if names else None,
+            max_n=_int(env, "GANZOO_MAX_N", cls.max_n, 1),
+            max_pixels=_int(env, "GANZOO_MAX_PIXELS", cls.max_pixels, 1),
+            max_bytes=_int(env, "GANZOO_MAX_BYTES", cls.max_bytes, 1),
+            ort_threads=_int(env, "GANZOO_ORT_THREADS", cls.ort_threads, 0),
+            batch=_int(env, "GANZOO_BATCH", cls.batch, 1),
+        )

@@ -1,0 +1,35 @@
+"""Which ONNX Runtime execution providers to ask for: a pure function, so it is testable.
+
+``onnxruntime-gpu`` lists ``CUDAExecutionProvider`` whenever it is installed; whether a
+session really runs on the GPU is known only after it is created, so the service also
+logs ``session.get_providers()`` (ORT silently falls back to CPU when CUDA cannot start).
+"""
+
+from __future__ import annotations
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def pick_providers(available: list[str], want: str = "auto") -> list[str]:
+    """Providers to pass to ``InferenceSession``, best first.
+
+    ``want`` is ``GANZOO_DEVICE``: ``auto`` takes CUDA when it is available, else CPU;
+    ``cpu`` forces CPU; ``cuda`` demands CUDA and raises ``ValueError`` when the installed
+    onnxruntime has no CUDA provider (a misconfigured deployment should fail loudly at start,
+    not quietly run 50x slower). CPU is always last as the fallback.
+    """
+    choice = (want or "auto").strip().lower()
+    if choice not in DEVICES:
+        raise ValueError(f"GANZOO_DEVICE must be one of {', '.join(DEVICES)}, got {want!r}")
+    if choice == "cpu":
+        return [CPU]
+    if CUDA in available:
+        return [CUDA, CPU]
+    if choice == "cuda":
+        raise ValueError(
+            "GANZOO_DEVICE=cuda but onnxruntime offers no CUDAExecutionProvider "
+            f"(install onnxruntime-gpu; available: {', '.join(available) or 'none'})"
+        )
+    return [CPU]

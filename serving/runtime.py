@@ -1,0 +1,495 @@
+"""A served model: its ONNX Runtime sessions, its card, and what it can be asked to do.
+
+Everything here is numpy + onnxruntime + Pillow, no web framework: the service only parses
+requests and encodes responses. Inputs are filled by name as ARTIFACTS.md says (``z*`` and
+``noise*`` from the seed, ``label``/``psi``/``crossover`` from the request), so any variant
+that exports graphs with those names is served without code here knowing the variant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from serving import images, sampling
+from serving.errors import ServingError, bad_request, invalid
+
+log = logging.getLogger("bentoml.ganzoo")
+
+KNOWN_ROLES = ("generator", "mapping", "synthesis", "encoder", "a2b", "b2a")
+_CONTROLS = {
+    "generator": {"label", "psi", "crossover"},
+    "mapping": {"label", "psi"},
+    "synthesis": {"w"},
+    "encoder": {"image"},
+    "a2b": {"image"},
+    "b2a": {"image"},
+}
+_DTYPES: dict[str, Any] = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+}
+PSI_MIN, PSI_MAX = 0.0, 2.0
+MAX_STEPS = 64  # frames of /interpolate
+MAX_MIX = 16  # seeds (and styles) of /mix
+MIN_SIZE, MAX_SIZE = 8, 2048  # working resolution of /translate (shorter side)
+MAX_WORK_SIDE = 4096  # longer side of the working image of /translate
+
+
+class LoadError(Exception):
+    """A stored model that cannot be served (missing file, bad ONNX, inputs off contract)."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple[int | None, ...]  # None where the dimension is symbolic (batch, H, W)
+    dtype: Any
+
+    def tile_shape(self, role: str) -> tuple[int, ...]:
+        """Shape of one batch item; random inputs need it static to be drawn."""
+        rest = self.shape[1:]
+        if any(d is None for d in rest):
+            raise LoadError(f"{role} input {self.name!r} has a non-static shape {list(self.shape)}")
+        return tuple(int(d) for d in rest)  # type: ignore[arg-type]
+
+
+class Graph:
+    """One ONNX graph (a role) and its input/output signature."""
+
+    def __init__(self, role: str, session: ort.InferenceSession) -> None:
+        self.role = role
+        self.session = session
+        self.inputs = {
+            i.name: InputSpec(i.name, _dims(i.shape), _DTYPES.get(i.type, np.float32)) for i in session.get_inputs()
+        }
+        self.outputs = {o.name: _dims(o.shape) for o in session.get_outputs()}
+        self.provider = session.get_providers()[0]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """First output of the graph, feeding only the inputs it declares."""
+        out = next(iter(self.outputs))
+        return self.session.run([out], {k: v for k, v in feeds.items() if k in self.inputs})[0]
+
+
+def _dims(shape: Sequence[Any]) -> tuple[int | None, ...]:
+    return tuple(d if isinstance(d, int) and d > 0 else None for d in shape)
+
+
+def _scalar(spec: InputSpec, value: float) -> np.ndarray:
+    """A scalar input (``psi``, ``crossover``) in the rank the graph declares ([] or [1])."""
+    return np.full(tuple(1 for _ in spec.shape), value, dtype=spec.dtype)
+
+
+def _json_value(value: Any, default: Any) -> Any:
+    """Card values are native JSON, but tolerate the ONNX-metadata string form too."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return default if value is None else value
+
+
+def _domains(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [d.strip() for d in value.split(",") if d.strip()]
+    if isinstance(value, (list, tuple)):
+        return [str(d) for d in value]
+    return []
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+class GanModel:
+    """A loaded model. Methods validate their arguments and raise ``ServingError`` (4xx)."""
+
+    def __init__(self, name: str, version: str, card: dict[str, Any], graphs: dict[str, Graph]) -> None:
+        self.name = name
+        self.version = version
+        self.card = card
+        self.graphs = graphs
+        self.task = str(card.get("task") or "")
+        self.variant = str(card.get("variant") or name)
+        classes = _json_value(card.get("classes"), [])
+        self.classes: list[Any] = list(classes) if isinstance(classes, list) else []
+        self.num_classes = _int(card.get("num_classes")) or len(self.classes)
+        self.domains = _domains(card.get("domains"))
+        self.channels = _int(card.get("channels"))
+        self.image_size = _int(card.get("image_size"))
+        self.latent_dim = _int(card.get("latent_dim"))
+        self._check()
+        self.random_specs = self._random_specs()
+
+    # -- structure ---------------------------------------------------------------------------
+    def _check(self) -> None:
+        for role, graph in self.graphs.items():
+            allowed = _CONTROLS[role]
+            for name in graph.inputs:
+                if name not in allowed and not (role in ("generator", "mapping", "synthesis") and sampling.is_random_input(name)):
+                    raise LoadError(f"{role} input {name!r} is not in the artifact contract")
+        for role, needed in (("generator", "z"), ("mapping", "z"), ("synthesis", "w"), ("encoder", "image")):
+            if role in self.graphs and needed not in self.graphs[role].inputs:
+                raise LoadError(f"{role} graph has no {needed!r} input")
+        gen = self.graphs.get("generator")
+        if gen and "label" in gen.inputs and self.num_classes <= 0:
+            raise LoadError("generator takes a label but card.json has no num_classes/classes")
+        if gen and self.image_size == 0:
+            out = next(iter(gen.outputs.values()))
+            self.image_size = out[-1] or 0
+        if not self.capabilities:
+            raise LoadError(f"no usable graph among roles {sorted(self.graphs)}")
+
+    def _random_specs(self) -> list[tuple[str, tuple[int, ...]]]:
+        if "generator" in self.graphs:
+            sources = [self.graphs["generator"]]
+        else:
+            sources = [g for r in ("mapping", "synthesis") if (g := self.graphs.get(r))]
+        specs: dict[str, tuple[int, ...]] = {}
+        for g in sources:
+            for name, spec in g.inputs.items():
+                if sampling.is_random_input(name):
+                    specs[name] = spec.tile_shape(g.role)
+        return [(n, specs[n]) for n in sampling.draw_order(specs)]
+
+    @property
+    def can_sample(self) -> bool:
+        return "generator" in self.graphs or {"mapping", "synthesis"} <= self.graphs.keys()
+
+    @property
+    def can_mix(self) -> bool:
+        gen = self.graphs.get("generator")
+        return bool(gen and {"z", "z2", "crossover"} <= gen.inputs.keys())
+
+    @property
+    def directions(self) -> dict[str, str]:
+        """``apple2orange`` -> ``a2b`` for the translation graphs present."""
+        out: dict[str, str] = {}
+        for role in ("a2b", "b2a"):
+            if role in self.graphs:
+                if len(self.domains) == 2:
+                    a, b = self.domains if role == "a2b" else self.domains[::-1]
+                    out[f"{a}2{b}"] = role
+                else:
+                    out[role] = role
+        return out
+
+    @property
+    def capabilities(self) -> list[str]:
+        caps: list[str] = []
+        if self.can_sample:
+            caps += ["generate", "interpolate"]
+        if self.can_mix:
+            caps.append("mix")
+        if "encoder" in self.graphs:
+            caps.append("encode")
+            if "generator" in self.graphs:
+                caps.append("reconstruct")
+        if self.directions:
+            caps.append("translate")
+        return caps
+
+    @property
+    def conditional(self) -> bool:
+        return any("label" in self.graphs[r].inputs for r in ("generator", "mapping") if r in self.graphs)
+
+    @property
+    def has_psi(self) -> bool:
+        return any("psi" in self.graphs[r].inputs for r in ("generator", "mapping") if r in self.graphs)
+
+    @property
+    def style_layers(self) -> int | None:
+        """L of ``w`` [B, L, W] when the mapping graph says it, else ``card["num_layers"]``."""
+        if "mapping" in self.graphs:
+            w = next(iter(self.graphs["mapping"].outputs.values()))
+            if len(w) == 3 and w[1]:
+                return w[1]
+        return _int(self.card.get("num_layers")) or None
+
+    @property
+    def provider(self) -> str:
+        return next(iter(self.graphs.values())).provider
+
+    def info(self) -> dict[str, Any]:
+        """What ``GET /models`` says about this model."""
+        metrics = _json_value(self.card.get("metrics"), {})
+        return {
+            "name": self.name,
+            "version": self.version,
+            "variant": self.variant,
+            "task": self.task,
+            "capabilities": self.capabilities,
+            "roles": sorted(self.graphs),
+            "inputs": {r: list(g.inputs) for r, g in sorted(self.graphs.items())},
+            "image_size": self.image_size or None,
+            "channels": self.channels or None,
+            "latent_dim": self.latent_dim or None,
+            "num_classes": self.num_classes,
+            "classes": self.classes,
+            "conditional": self.conditional,
+            "psi": self.has_psi,
+            "style_layers": self.style_layers,
+            "domains": self.domains,
+            "directions": list(self.directions),
+            "provider": self.provider,
+            "providers": sorted({g.provider for g in self.graphs.values()}),
+            "sha256": self.card.get("sha256"),
+            "metrics": metrics if isinstance(metrics, dict) else {},
+            "dataset": self.card.get("dataset"),
+            "steps": self.card.get("steps"),
+            "created": self.card.get("created"),
+        }
+
+    # -- checks ------------------------------------------------------------------------------
+    def require(self, capability: str, why: str) -> None:
+        if capability not in self.capabilities:
+            raise bad_request(
+                f"model '{self.name}' cannot {capability}: {why}",
+                {"model": self.name, "roles": sorted(self.graphs), "capabilities": self.capabilities},
+            )
+
+    def check_label(self, label: int | None) -> None:
+        if label is None:
+            return
+        if not self.conditional:
+            raise bad_request(f"model '{self.name}' is not conditional: it takes no label")
+        if not 0 <= label < self.num_classes:
+            raise invalid(
+                f"label must be in 0..{self.num_classes - 1} for model '{self.name}', got {label}",
+                {"num_classes": self.num_classes, "classes": self.classes},
+            )
+
+    def check_psi(self, psi: float | None) -> None:
+        if psi is None:
+            return
+        if not self.has_psi:
+            raise bad_request(f"model '{self.name}' has no truncation input: psi is not supported")
+        if not PSI_MIN <= psi <= PSI_MAX:
+            raise invalid(f"psi must be in [{PSI_MIN:g}, {PSI_MAX:g}], got {psi}")
+
+    # -- running graphs ----------------------------------------------------------------------
+    def _feeds(
+        self,
+        graph: Graph,
+        batch: dict[str, np.ndarray],
+        labels: np.ndarray | None,
+        psi: float | None,
+        crossover: int | None,
+    ) -> dict[str, np.ndarray]:
+        feeds: dict[str, np.ndarray] = {}
+        for name, spec in graph.inputs.items():
+            if name in batch:
+                feeds[name] = batch[name].astype(spec.dtype, copy=False)
+            elif name == "label":
+                n = len(next(iter(batch.values())))
+                feeds[name] = (labels if labels is not None else np.zeros(n)).astype(spec.dtype)
+            elif name == "psi":
+                feeds[name] = _scalar(spec, 1.0 if psi is None else psi)
+            elif name == "crossover":
+                feeds[name] = _scalar(spec, -1 if crossover is None else crossover)
+            else:  # ruled out by _check; a bug if reached
+                raise RuntimeError(f"no value for {graph.role} input {name!r}")
+        return feeds
+
+    def _sample(
+        self, batch: dict[str, np.ndarray], labels: np.ndarray | None, psi: float | None, crossover: int | None = None
+    ) -> np.ndarray:
+        """Images [-1, 1] NCHW from drawn latents, through ``generator`` or mapping -> synthesis."""
+        if "generator" in self.graphs:
+            g = self.graphs["generator"]
+            return g.run(self._feeds(g, batch, labels, psi, crossover))
+        m, s = self.graphs["mapping"], self.graphs["synthesis"]
+        w = m.run(self._feeds(m, batch, labels, psi, None))
+        return s.run(self._feeds(s, {**batch, "w": w}, labels, psi, None))
+
+    def generate(
+        self, n: int, seed: int, label: int | None = None, psi: float | None = None, chunk: int = 64
+    ) -> np.ndarray:
+        """``n`` tiles, uint8 NHWC; tile ``i`` is a function of (seed, i, label, psi) only."""
+        self.require("generate", "it has no generator graph")
+        self.check_label(label)
+        self.check_psi(psi)
+        labels = np.full(n, label, dtype=np.int64) if label is not None else sampling.row_labels(n, self.num_classes)
+        out = []
+        for start in range(0, n, chunk):
+            idx = range(start, min(n, start + chunk))
+            batch = sampling.draw_tiles(seed, idx, self.random_specs)
+            out.append(self._sample(batch, labels[start : start + len(idx)], psi))
+        return images.to_uint8(np.concatenate(out))
+
+    def interpolate(
+        self, seed_a: int, seed_b: int, steps: int, label: int | None = None, psi: float | None = None
+    ) -> np.ndarray:
+        """Frames from tile 0 of ``seed_a`` to tile 0 of ``seed_b``: slerp in z, or lerp in w.
+
+        Other random inputs (``noise``, ``z2``) stay those of ``seed_a``, so the first frame is
+        ``generate(n=1, seed=seed_a)`` and nothing flickers along the way.
+        """
+        self.require("interpolate", "it has no generator graph")
+        self.check_label(label)
+        self.check_psi(psi)
+        if not 2 <= steps <= MAX_STEPS:
+            raise invalid(f"steps must be in 2..{MAX_STEPS}, got {steps}")
+        da = sampling.draw_tile(seed_a, 0, self.random_specs)
+        db = sampling.draw_tile(seed_b, 0, self.random_specs)
+        ts = np.linspace(0.0, 1.0, steps)
+        lab = np.full(steps, label or 0, dtype=np.int64)
+        fixed = {k: np.repeat(v[None], steps, axis=0) for k, v in da.items()}
+        if {"mapping", "synthesis"} <= self.graphs.keys():
+            m, s = self.graphs["mapping"], self.graphs["synthesis"]
+            ends = sampling.stack_draws([da, db])
+            w = m.run(self._feeds(m, ends, lab[:2], psi, None))
+            ws = np.stack([sampling.lerp(w[0], w[1], t) for t in ts])
+            x = s.run(self._feeds(s, {**fixed, "w": ws}, lab, psi, None))
+        else:
+            zs = np.stack([sampling.slerp(da["z"], db["z"], t) for t in ts])
+            x = self._sample({**fixed, "z": zs}, lab, psi)
+        return images.to_uint8(x)
+
+    def mix(
+        self, seeds: Sequence[int], styles: Sequence[int], crossover: int | None = None, psi: float | None = None
+    ) -> tuple[np.ndarray, int]:
+        """Style-mixing grid as (uint8 NHWC tiles, tiles per row).
+
+        Row 0: a blank corner, then the style sources (``styles``); column 0: the content
+        images (``seeds``). Cell (r, c) takes layers < crossover (coarse: pose, shape) from
+        ``seeds[r]`` as ``z`` and layers >= crossover (fine: colour, texture) from
+        ``styles[c]`` as ``z2``, with ``seeds[r]``'s noise. Headers equal
+        ``generate(n=1, seed=s)``.
+        """
+        self.require("mix", "its generator has no z2/crossover inputs")
+        self.check_psi(psi)
+        for what, values in (("seeds", seeds), ("styles", styles)):
+            if not 1 <= len(values) <= MAX_MIX:
+                raise invalid(f"{what} must list 1..{MAX_MIX} seeds, got {len(values)}")
+        layers = self.style_layers
+        if crossover is None:
+            if layers is None:
+                raise invalid(f"model '{self.name}' does not declare its style layers: pass crossover=")
+            crossover = layers // 2
+        if crossover < 0 or (layers is not None and crossover > layers):
+            raise invalid(f"crossover must be in 0..{layers if layers is not None else 'L'}, got {crossover}")
+        draws = {s: sampling.draw_tile(s, 0, self.random_specs) for s in {*seeds, *styles}}
+        heads = [draws[s] for s in (*styles, *seeds)]
+        head_imgs = images.to_uint8(self._sample(sampling.stack_draws(heads), None, psi, -1))
+        cells = [{**draws[r], "z2": draws[c]["z"]} for r in seeds for c in styles]
+        cell_imgs = images.to_uint8(self._sample(sampling.stack_draws(cells), None, psi, crossover))
+        cols = len(styles) + 1
+        blank = np.zeros_like(head_imgs[:1])
+        rows = [np.concatenate([blank, head_imgs[: len(styles)]])]
+        for i in range(len(seeds)):
+            rows.append(
+                np.concatenate([head_imgs[len(styles) + i : len(styles) + i + 1], cell_imgs[i * len(styles) : (i + 1) * len(styles)]])
+            )
+        return np.concatenate(rows), cols
+
+    # -- image in ----------------------------------------------------------------------------
+    def _encoder_input(self, img: Image.Image) -> np.ndarray:
+        spec = next(iter(self.graphs["encoder"].inputs.values()))
+        channels = spec.shape[1] if len(spec.shape) == 4 and spec.shape[1] else self.channels or 3
+        size = spec.shape[-1] if len(spec.shape) == 4 and spec.shape[-1] else self.image_size
+        if not size:
+            raise ServingError(500, f"model '{self.name}' declares no image size for its encoder")
+        return images.pil_to_array(images.square(images.to_mode(img, channels), size))
+
+    def encode(self, img: Image.Image) -> np.ndarray:
+        """Latent code [latent] of one image (centre-cropped and resized to the model's size)."""
+        self.require("encode", "it has no encoder graph")
+        enc = self.graphs["encoder"]
+        return enc.run({next(iter(enc.inputs)): self._encoder_input(img)})[0]
+
+    def reconstruct(self, img: Image.Image, label: int | None = None) -> np.ndarray:
+        """Encoder then generator: uint8 HWC at the model's size. Other random inputs use seed 0."""
+        self.require("reconstruct", "it needs an encoder and a generator graph")
+        self.check_label(label)
+        code = self.encode(img)
+        batch = {k: v[None] for k, v in sampling.draw_tile(0, 0, self.random_specs).items()}
+        if batch["z"].shape[1:] != code.shape:
+            raise ServingError(500, f"encoder code {code.shape} does not fit generator z {batch['z'].shape[1:]}")
+        batch["z"] = code[None].astype(np.float32)
+        return images.to_uint8(self._sample(batch, np.array([label or 0]), None))[0]
+
+    def resolve_direction(self, direction: str | None) -> str:
+        """Role (``a2b``/``b2a``) for a direction name; ``a2b``/``b2a`` themselves are accepted."""
+        self.require("translate", "it has no a2b/b2a graph")
+        dirs = self.directions
+        if direction is None:
+            if len(dirs) == 1:
+                return next(iter(dirs.values()))
+            raise invalid(f"model '{self.name}' needs direction=: one of {', '.join(dirs)}", {"known": list(dirs)})
+        if direction in dirs:
+            return dirs[direction]
+        if direction in ("a2b", "b2a") and direction in self.graphs:
+            return direction
+        raise invalid(
+            f"unknown direction '{direction}' for model '{self.name}'; known: {', '.join(dirs)}", {"known": list(dirs)}
+        )
+
+    def translate(self, img: Image.Image, direction: str | None, size: int | None = None) -> Image.Image:
+        """Translate at working resolution ``size`` (shorter side), keeping size and aspect ratio.
+
+        Resize so the shorter side is ``size`` (default: the model's image size), pad
+        bottom/right to a multiple of 4, run, crop the padding, resize back to the input size.
+        """
+        role = self.resolve_direction(direction)
+        graph = self.graphs[role]
+        size = size or self.image_size or min(img.size)
+        if not MIN_SIZE <= size <= MAX_SIZE:
+            raise invalid(f"size must be in {MIN_SIZE}..{MAX_SIZE}, got {size}")
+        rgb = images.to_mode(img, 3)
+        w, h = rgb.size
+        ww, wh = images.working_size(w, h, size)
+        if max(ww, wh) > MAX_WORK_SIDE:
+            raise invalid(f"aspect ratio too extreme: working image would be {ww}x{wh} (longest side max {MAX_WORK_SIDE})")
+        work = rgb if (ww, wh) == (w, h) else rgb.resize((ww, wh), Image.Resampling.BICUBIC)
+        x = images.pad_to_multiple(images.pil_to_array(work), 4)
+        y = graph.run({next(iter(graph.inputs)): x})[:, :, :wh, :ww]
+        out = images.to_pil(images.to_uint8(y)[0])
+        return out if out.size == (w, h) else out.resize((w, h), Image.Resampling.BICUBIC)
+
+
+def load_model(
+    name: str, version: str, path: Path, card: dict[str, Any], providers: list[str], threads: int = 0
+) -> GanModel:
+    """Open one session per known role listed in ``card["graphs"]`` (or per ``*.onnx`` file)."""
+    spec = card.get("graphs") or {p.stem: {"file": p.name} for p in sorted(path.glob("*.onnx"))}
+    if not isinstance(spec, dict) or not spec:
+        raise LoadError("card.json lists no graphs and the model holds no .onnx file")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    root = path.resolve()
+    graphs: dict[str, Graph] = {}
+    for role, entry in spec.items():
+        if role not in KNOWN_ROLES:
+            log.info("model %s: ignoring graph role %r (not served)", name, role)
+            continue
+        file = entry.get("file", f"{role}.onnx") if isinstance(entry, dict) else str(entry)
+        fpath = (root / file).resolve()
+        if root not in fpath.parents:
+            raise LoadError(f"graph {role!r}: file {file!r} lies outside the model directory")
+        if not fpath.is_file():
+            raise LoadError(f"graph {role!r}: {file} is missing")
+        try:
+            session = ort.InferenceSession(str(fpath), sess_options=opts, providers=providers)
+        except Exception as e:  # onnxruntime raises several unrelated types for bad files
+            raise LoadError(f"graph {role!r}: onnxruntime cannot load {file}: {e}") from e
+        graphs[role] = Graph(role, session)
+    return GanModel(name, version, card, graphs)

@@ -1,0 +1,104 @@
+"""``python -m training``: train, export and evaluate any registered variant.
+
+    python -m training train dcgan --data mnist --data-root ../shared/data/mnist --steps 3000 --out runs/dcgan
+    python -m training export runs/dcgan --name dcgan
+    torchrun --nproc_per_node=2 -m training train dcgan ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from training.config import TrainConfig, load_config_file
+from training.data import DataError
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, with the field's description as help."""
+    for name, field in TrainConfig.model_fields.items():
+        if name in ("variant", "model"):
+            continue
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=name.upper(),
+                       help=f"{field.description} (default: {field.default})")
+    p.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
+                   help="a variant hyperparameter (its Config), e.g. --model width=32; repeatable")
+
+
+def _resolve(args: argparse.Namespace) -> TrainConfig:
+    data: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    data["variant"] = args.variant
+    for name in TrainConfig.model_fields:
+        value = getattr(args, name, None)
+        if value is not None and name not in ("variant", "model"):
+            data[name] = yaml.safe_load(value) if name not in ("out", "data_root", "data") else value
+    model = dict(data.get("model") or {})
+    for item in args.model:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--model expects KEY=VALUE, got {item!r}")
+        model[key] = yaml.safe_load(value)
+    data["model"] = model
+    return TrainConfig(**data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train a variant (resumes from the run folder's latest checkpoint)")
+    t.add_argument("variant", help="registered variant (python -m zoo list)")
+    t.add_argument("--config", help="YAML or JSON file with TrainConfig fields; flags override it")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_config_flags(t)
+    e = sub.add_parser("export", help="export a run to ONNX, check parity, store it in BentoML")
+    e.add_argument("run", help="run folder written by train")
+    e.add_argument("--name", required=True, help="model name in the store and in /generate?model=")
+    e.add_argument("--out", help="artifact directory (default: RUN/export/NAME)")
+    e.add_argument("--checkpoint", choices=["best", "latest"], default="best", help="which checkpoint")
+    e.add_argument("--no-store", action="store_true", help="do not save into the BentoML model store")
+    v = sub.add_parser("eval", help="evaluation suite (see python -m training eval --help)", add_help=False)
+    v.add_argument("rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    try:
+        if args.cmd == "train":
+            from training.loop import train
+
+            cfg = _resolve(args)
+            command = "python -m training " + shlex.join(argv)
+            summary = train(cfg, progress=not args.no_progress, command=command)
+            print(f"trained {cfg.variant} to step {summary['steps']} in {summary['wall_time_s']:.1f}s -> {cfg.out}")
+        elif args.cmd == "export":
+            from training.export import export_run
+
+            dest = export_run(args.run, args.name, args.out, args.checkpoint, store=not args.no_store)
+            print(f"exported {args.name} -> {dest}")
+        else:
+            from training.evaluation.cli import main as eval_main
+
+            return eval_main(args.rest)
+    except (DataError, KeyError, ValueError, ValidationError, FileNotFoundError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from training.export import ExportError
+
+        if isinstance(exc, ExportError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Training configuration: one pydantic model, loadable from YAML/JSON, overridable by flags.
+
+The resolved config is written to the run folder and into every checkpoint, so a run can
+always be reproduced and resumed from what it wrote itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from training.losses import LOSSES
+
+LossName = Literal[LOSSES]  # type: ignore[valid-type]
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variant: str = Field(description="registered variant name (python -m zoo list)")
+    data: str = Field("mnist", description="dataset: mnist, fashion_mnist, cifar10, olivetti, digits, folder, unpaired")
+    data_root: str | None = Field(None, description="dataset folder, e.g. ../shared/data/mnist (digits needs none)")
+    out: str = Field("runs/default", description="run folder: checkpoints, samples, logs, resolved config")
+    steps: int = Field(3000, ge=1, description="generator steps to train for")
+    batch_size: int = Field(64, ge=1, description="images per process per step")
+    lr_g: float = Field(2e-4, gt=0, description="Adam learning rate of every optimiser group except D")
+    lr_d: float = Field(2e-4, gt=0, description="Adam learning rate of the discriminator group(s) D*")
+    beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1")
+    beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2")
+    d_steps: int = Field(1, ge=1, description="k: discriminator steps per generator step")
+    loss: LossName = Field("nonsaturating", description="adversarial loss: " + ", ".join(LOSSES))
+    gp_weight: float = Field(10.0, ge=0, description="gradient-penalty weight (wgan-gp only)")
+    r1_weight: float = Field(0.0, ge=0, description="R1 penalty weight on real images (0 = off)")
+    pool_size: int = Field(0, ge=0, description="image pool of past fakes per discriminator (0 = off)")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="decay of the EMA copy of the generator(s)")
+    lr_decay_start: int | None = Field(None, ge=0, description="step after which LR decays linearly to 0")
+    ckpt_every: int = Field(500, ge=1, description="write checkpoints/latest.pt every N steps")
+    sample_every: int = Field(500, ge=1, description="write samples/step_N.png every N steps")
+    log_every: int = Field(25, ge=1, description="write scalars every N steps")
+    eval_every: int = Field(0, ge=0, description="cheap metric every N steps, keep best.pt (0 = off)")
+    eval_samples: int = Field(500, ge=50, description="samples for the cheap metric")
+    seed: int = Field(0, description="seeds init, data order and noise; a run is reproducible on the CPU")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's)")
+    image_size: int | None = Field(None, description="shortcut for model.image_size")
+    model: dict[str, Any] = Field(default_factory=dict, description="variant hyperparameters (its Config)")
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    text = path.read_text()
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file must hold a mapping, not {type(data).__name__}")
+    return data
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,205 @@
+"""Export a trained run to an ONNX artifact directory (docs/ARTIFACTS.md), check parity, store it.
+
+Each graph a variant declares becomes ``<role>.onnx`` with its weights inside the one file and
+a dynamic batch axis; ONNX Runtime's output must match PyTorch's within ``tolerance`` on a
+fresh random batch, or export fails loudly. The metadata that serving needs rides along in
+``metadata_props`` and in ``card.json``, which becomes the BentoML model's metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.config import TrainConfig
+from training.loop import make_variant
+from zoo.spec import DataInfo, ExportGraph, Variant
+
+TOLERANCE = 1e-4
+
+
+class ExportError(Exception):
+    """Export could not produce a faithful ONNX graph."""
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def load_run(run: str | Path, which: str = "best") -> tuple[Variant, dict[str, torch.nn.Module], dict[str, Any]]:
+    """Rebuild a run's variant with EMA weights where it has them (``which``: best | latest)."""
+    ckpts = Path(run) / "checkpoints"
+    path = ckpts / f"{which}.pt"
+    if which == "best" and not path.exists():
+        path = ckpts / "latest.pt"
+    if not path.exists():
+        raise ExportError(f"no checkpoint in {ckpts} (looked for {which}.pt and latest.pt)")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = TrainConfig(**state["config"])
+    cfg = cfg.model_copy(update={"model": state["variant_config"], "image_size": None})
+    variant = make_variant(cfg, DataInfo(**state["data_info"]))
+    nets = variant.build()
+    for k, sd in state["nets"].items():
+        nets[k].load_state_dict(sd)
+    for k, sd in state["ema"].items():
+        nets[k].load_state_dict(sd)
+    for m in nets.values():
+        m.eval()
+    return variant, nets, {**state, "checkpoint": str(path)}
+
+
+def weights_sha256(modules: list[torch.nn.Module]) -> str:
+    h = hashlib.sha256()
+    for m in modules:
+        for k, v in sorted(m.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _resize_batch(example: torch.Tensor, batch: int) -> torch.Tensor:
+    """A fresh random input like ``example`` with another batch size (scalars kept as they are)."""
+    if example.dim() == 0:
+        return example.clone()
+    shape = (batch, *example.shape[1:])
+    if example.dtype in (torch.int64, torch.int32):
+        hi = int(example.max()) + 1 if example.numel() else 1
+        return torch.randint(0, max(hi, 1), shape, dtype=example.dtype)
+    return torch.randn(shape, dtype=example.dtype) if example.min() < 0 else torch.rand(shape, dtype=example.dtype)
+
+
+def export_graph(graph: ExportGraph, path: Path, metadata: dict[str, str], tolerance: float = TOLERANCE) -> float:
+    """Write one graph and return the max abs difference ORT vs torch on a fresh batch."""
+    import onnx
+    import onnxruntime as ort
+
+    names = list(graph.inputs)
+    args = tuple(graph.inputs.values())
+    graph.module.eval()
+    torch.onnx.export(
+        graph.module, args, str(path), input_names=names, output_names=graph.output_names,
+        dynamic_axes=graph.dynamic_axes, opset_version=17, dynamo=False,
+    )
+    model = onnx.load(str(path))
+    for k, v in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = f"ganzoo.{k}", v
+    onnx.save(model, str(path))
+
+    batched = {k: _resize_batch(v, 3) for k, v in graph.inputs.items()}
+    with torch.no_grad():
+        expected = graph.module(*batched.values())
+    expected_list = list(expected) if isinstance(expected, (tuple, list)) else [expected]
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {k: v.numpy() for k, v in batched.items()})
+    diff = max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected_list, strict=True))
+    if not diff <= tolerance:
+        raise ExportError(f"{path.name}: ONNX Runtime differs from PyTorch by {diff:.3g} (> {tolerance:g})")
+    return diff
+
+
+def render_card(card: dict[str, Any]) -> str:
+    lines = [f"# {card['name']}", "", card.get("description", ""), "",
+             "| field | value |", "|---|---|"]
+    for key in ("variant", "task", "dataset", "image_size", "channels", "latent_dim", "num_classes", "domains",
+                "steps", "wall_time_s", "git_commit", "sha256", "created"):
+        if key in card:
+            lines.append(f"| {key} | {card[key]} |")
+    lines += ["", "## Reproduce", "", "```", card.get("train_command", ""), "```", "", "## Metrics", ""]
+    metrics = card.get("metrics") or {}
+    if metrics:
+        lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in metrics.items()]
+    else:
+        lines.append("Not measured yet (`make eval`).")
+    return "\n".join(lines) + "\n"
+
+
+def export_run(
+    run: str | Path,
+    name: str,
+    out: str | Path | None = None,
+    which: str = "best",
+    store: bool = True,
+    metrics: dict[str, Any] | None = None,
+    tolerance: float = TOLERANCE,
+) -> Path:
+    """Export ``run`` as artifact ``name`` into ``out`` (default ``<run>/export/<name>``)."""
+    variant, nets, state = load_run(run, which)
+    cfg = state["config"]
+    dest = Path(out) if out is not None else Path(run) / "export" / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    graphs = variant.export_graphs(nets)
+    sha = weights_sha256([g.module for g in graphs])
+    card: dict[str, Any] = {
+        "name": name,
+        "variant": variant.name,
+        "task": variant.task,
+        "description": variant.description,
+        "latent_dim": variant.latent_dim,
+        "num_classes": variant.num_classes,
+        "classes": list(getattr(variant, "classes", None) or []),
+        "channels": variant.channels,
+        "image_size": variant.image_size,
+        "value_range": "-1,1",
+        "domains": ",".join(variant.data.domains),
+        "dataset": cfg["data"],
+        "steps": state["step"],
+        "checkpoint": Path(state["checkpoint"]).name,
+        "git_commit": git_commit(),
+        "sha256": sha,
+        "metrics": metrics or {},
+        "train_command": state.get("command") or _train_command(cfg),
+        "wall_time_s": round(float(state.get("wall_time_s", 0.0)), 1),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **variant.metadata(),
+        "graphs": {},
+    }
+    for g in graphs:
+        meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in card.items() if k != "graphs"}
+        meta.update(g.metadata)
+        meta["role"] = g.role
+        path = dest / f"{g.role}.onnx"
+        diff = export_graph(g, path, meta, tolerance)
+        card["graphs"][g.role] = {
+            "file": path.name,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "inputs": list(g.inputs),
+            "outputs": g.output_names,
+            "parity_max_abs_diff": diff,
+            "bytes": path.stat().st_size,
+        }
+    (dest / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (dest / "card.md").write_text(render_card(card))
+    if store:
+        from serving.import_models import import_artifact
+
+        import_artifact(dest)
+    return dest
+
+
+def _train_command(cfg: dict[str, Any]) -> str:
+    parts = [sys.executable.rsplit("/", 1)[-1], "-m", "training", "train", cfg["variant"]]
+    skip = {"variant", "model", "threads"}
+    for k, v in cfg.items():
+        if k in skip or v is None:
+            continue
+        parts += [f"--{k.replace('_', '-')}", str(v)]
+    for k, v in (cfg.get("model") or {}).items():
+        parts += ["--model", f"{k}={v}"]
+    return " ".join(parts)

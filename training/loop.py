@@ -1,0 +1,280 @@
+"""The one training loop every variant shares (stylegan2-ada style: one readable function).
+
+The variant brings networks and its ``train_step``; this loop brings data, optimisers, the
+adversarial loss, image pools, EMA, checkpoint/resume, sample grids, scalars, keep-best
+evaluation and multi-process training.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training import distributed
+from training.config import TrainConfig, save_config
+from training.data import BatchSampler, ImageData, UnpairedData, load_dataset
+from training.ema import EMA
+from training.image_pool import ImagePool
+from training.losses import AdversarialLoss
+from zoo import registry
+from zoo.spec import DataInfo, StepContext, Variant
+
+log = logging.getLogger("ganzoo.train")
+
+
+# -- pieces the loop and export share ------------------------------------------------------
+def data_info(data: ImageData | UnpairedData) -> DataInfo:
+    domains = getattr(data, "domains", ())
+    return DataInfo(channels=data.channels, num_classes=data.num_classes, name=data.name, domains=tuple(domains))
+
+
+def make_variant(cfg: TrainConfig, info: DataInfo) -> Variant:
+    cls = registry.get_variant(cfg.variant)
+    params = dict(cfg.model)
+    if cfg.image_size is not None:
+        params["image_size"] = cfg.image_size
+    return cls(cls.Config(**params), info)
+
+
+def make_optimizers(variant: Variant, nets: dict[str, torch.nn.Module], cfg: TrainConfig) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    for group, names in variant.optimizer_groups.items():
+        params = [p for n in names for p in nets[n].parameters()]
+        lr = cfg.lr_d if group.startswith("D") else cfg.lr_g
+        opt = torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2))
+        opts[group] = distributed.AveragedOptimizer(opt)
+    return opts
+
+
+def rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    from torchvision.utils import save_image
+
+    save_image(images.detach().clamp(-1, 1) * 0.5 + 0.5, path, nrow=nrow, padding=2)
+
+
+class ScalarLog:
+    """Scalars to ``metrics.csv`` and, when tensorboard is installed, to event files."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / "metrics.csv"
+        self.rows: list[dict[str, Any]] = []
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tb"))
+        except Exception:  # tensorboard is optional
+            self.tb = None
+
+    def write(self, step: int, scalars: dict[str, float]) -> None:
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as fh:
+            w = csv.writer(fh)
+            if new:
+                w.writerow(["step", "name", "value"])
+            for k, v in scalars.items():
+                w.writerow([step, k, f"{v:.6g}"])
+                if self.tb is not None:
+                    self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def lr_factor(step: int, total: int, decay_start: int | None) -> float:
+    """Constant, then linear decay to zero at ``total`` (CycleGAN's schedule)."""
+    if decay_start is None or step < decay_start:
+        return 1.0
+    return max(0.0, 1.0 - (step - decay_start) / max(1, total - decay_start))
+
+
+def default_scorer(variant: Variant, data: ImageData | UnpairedData, cfg: TrainConfig) -> Callable | None:
+    """The cheap keep-best metric: from the evaluation suite when it applies to the task."""
+    if cfg.eval_every <= 0 or variant.task == "translate":
+        return None
+    from training.evaluation import quick_score  # imported lazily: evaluation is optional
+
+    reference = data.get_batch(torch.arange(min(len(data), cfg.eval_samples)))["image"]
+
+    def score(nets: dict[str, torch.nn.Module]) -> float:
+        def sample_fn(n: int, generator: torch.Generator) -> torch.Tensor:
+            return variant.sample(nets, n, generator)
+
+        return float(quick_score(sample_fn, reference))
+
+    return score
+
+
+# -- the loop ------------------------------------------------------------------------------
+def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -> dict[str, Any]:
+    """Train ``cfg.variant`` and return a summary; resumes from ``out/checkpoints/latest.pt``."""
+    rank, world = distributed.init()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    ckpt_dir = out / "checkpoints"
+    if rank == 0:
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+
+    # data, variant and networks: init is seeded alike on every rank, noise differs per rank
+    variant_cls = registry.get_variant(cfg.variant)
+    image_size = cfg.image_size or int(cfg.model.get("image_size", variant_cls.Config().image_size))
+    data = load_dataset(cfg.data, cfg.data_root, "train", image_size=image_size)
+    info = data_info(data)
+    variant = make_variant(cfg, info)
+    torch.manual_seed(cfg.seed)
+    nets = variant.build()
+    distributed.broadcast_modules(nets)
+    opts = make_optimizers(variant, nets, cfg)
+    loss = AdversarialLoss(cfg.loss, cfg.gp_weight, cfg.r1_weight)
+    pools: dict[str, ImagePool] = {}
+    ema = EMA({k: nets[k] for k in variant.ema_modules}, cfg.ema_decay)
+    sampler = BatchSampler(len(data), cfg.batch_size, cfg.seed, rank, world)
+    scorer = default_scorer(variant, data, cfg)
+
+    # fixed inputs for the sample grid, drawn from their own generator and data order, before
+    # the noise seed is set or a checkpoint restores it, so resumed runs see the same RNG stream
+    preview_gen = torch.Generator().manual_seed(cfg.seed + 12345)
+    preview_sampler = BatchSampler(len(data), min(cfg.batch_size, 8), cfg.seed + 777)
+    preview_batches: Iterator[dict] = (data.get_batch(preview_sampler.indices(i)) for i in range(10**9))
+    fixed = variant.preview_inputs(64, preview_gen, preview_batches)
+
+    step, batches_used, best, wall_before = 0, 0, {"score": math.inf, "step": -1}, 0.0
+    torch.manual_seed(cfg.seed * 1000 + rank)
+    latest = ckpt_dir / "latest.pt"
+    if latest.exists():
+        state = torch.load(latest, map_location="cpu", weights_only=False)
+        for k, sd in state["nets"].items():
+            nets[k].load_state_dict(sd)
+        for k, sd in state["opts"].items():
+            opts[k].load_state_dict(sd)
+        ema.load_state_dict(state["ema"])
+        for k, sd in state.get("pools", {}).items():
+            pools.setdefault(k, ImagePool(cfg.pool_size)).load_state_dict(sd)
+        step, batches_used, best = state["step"], state["batches_used"], state["best"]
+        wall_before = float(state.get("wall_time_s", 0.0))
+        command = command or state.get("command")
+        set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
+        log.info("resumed from %s at step %d", latest, step)
+
+    def next_batch() -> dict[str, torch.Tensor]:
+        nonlocal batches_used
+        batch = data.get_batch(sampler.indices(batches_used))
+        batches_used += 1
+        return batch
+
+    def replay(name: str, fakes: torch.Tensor) -> torch.Tensor:
+        if cfg.pool_size <= 0:
+            return fakes
+        return pools.setdefault(name, ImagePool(cfg.pool_size)).query(fakes)
+
+    def checkpoint(path: Path) -> None:
+        rngs: list[Any] = [rng_state()]
+        if world > 1:
+            rngs = [None] * world
+            torch.distributed.all_gather_object(rngs, rng_state())
+        if rank != 0:
+            return
+        save_atomic(
+            {
+                "step": step,
+                "batches_used": batches_used,
+                "best": best,
+                "nets": {k: m.state_dict() for k, m in nets.items()},
+                "opts": {k: o.state_dict() for k, o in opts.items()},
+                "ema": ema.state_dict(),
+                "pools": {k: p.state_dict() for k, p in pools.items()},
+                "rng": rngs,
+                "config": cfg.model_dump(mode="json"),
+                "variant_config": variant.config.model_dump(mode="json"),
+                "data_info": info.__dict__,
+                "command": command,
+                "wall_time_s": wall_before + time.perf_counter() - t0,
+            },
+            path,
+        )
+
+    scalars = ScalarLog(out) if rank == 0 else None
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, desc=cfg.variant, dynamic_ncols=True)
+    base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in opts.items()}
+    start_step, t0 = step, time.perf_counter()
+    for m in nets.values():
+        m.train()
+    while step < cfg.steps:
+        factor = lr_factor(step, cfg.steps, cfg.lr_decay_start)
+        for k, o in opts.items():
+            for g, lr in zip(o.param_groups, base_lrs[k], strict=True):
+                g["lr"] = lr * factor
+        ctx = StepContext(nets, opts, loss, step, cfg.d_steps, next_batch, replay)
+        logs = variant.train_step(ctx)
+        ema.update({k: nets[k] for k in variant.ema_modules})
+        step += 1
+
+        if any(not math.isfinite(v) for v in logs.values()):
+            log.warning("step %d: a loss diverged (%s); the run is unlikely to recover", step, logs)
+        if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
+            elapsed = time.perf_counter() - t0
+            scalars.write(step, {**logs, "it_per_s": (step - start_step) / max(elapsed, 1e-9), "lr_factor": factor})
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
+            bar.update(1)
+        if rank == 0 and (step % cfg.sample_every == 0 or step == cfg.steps):
+            with torch.no_grad():
+                save_grid(variant.preview(ema.copies | {k: v for k, v in nets.items() if k not in ema.copies}, fixed),
+                          out / "samples" / f"step_{step:06d}.png")
+        if scorer is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+            if rank == 0:
+                eval_nets = {k: v for k, v in nets.items()} | ema.copies
+                with torch.no_grad():
+                    score = scorer(eval_nets)
+                scalars.write(step, {"eval_score": score})
+                if score < best["score"]:
+                    best = {"score": score, "step": step}
+            if world > 1:
+                box = [best]
+                torch.distributed.broadcast_object_list(box, 0)
+                best = box[0]
+            if best["step"] == step:
+                checkpoint(ckpt_dir / "best.pt")
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            checkpoint(latest)
+    for m in nets.values():
+        m.eval()
+    wall = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    if scalars is not None:
+        scalars.close()
+    distributed.shutdown()
+    return {"steps": step, "wall_time_s": wall_before + wall, "steps_this_run": step - start_step, "best": best, "out": str(out)}
