@@ -1,0 +1,55 @@
+"""The recipes that produce the shipped artifacts in ``serving/pretrained/``.
+
+``make pretrained`` (or ``python -m training.recipes NAME``) trains each from the data with
+the shared loop, exports it with the parity check, measures it with the evaluation suite and
+writes the artifact directory that ``make serve`` imports. The card of each artifact carries
+the exact command, so every shipped weight can be traced back to data and code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PRETRAINED = ROOT / "serving" / "pretrained"
+
+# name -> (dataset folder under the data root, arguments of `python -m training train`)
+RECIPES: dict[str, tuple[str, str]] = {
+    "dcgan": ("mnist", "dcgan --data mnist --steps 5000 --batch-size 64 --sample-every 250 --ckpt-every 250"),
+}
+
+
+def run(name: str, data_root: Path, threads: int = 1) -> None:
+    folder, args = RECIPES[name]
+    out = ROOT / "runs" / f"pretrained-{name}"
+    train = [sys.executable, "-m", "training", "train", *shlex.split(args), "--data-root", str(data_root / folder),
+             "--out", str(out), "--threads", str(threads), "--no-progress"]
+    print("+", shlex.join(train), flush=True)
+    subprocess.run(train, check=True, cwd=ROOT)
+    dest = PRETRAINED / name
+    export = [sys.executable, "-m", "training", "export", str(out), "--name", name, "--out", str(dest), "--no-store"]
+    print("+", shlex.join(export), flush=True)
+    subprocess.run(export, check=True, cwd=ROOT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.recipes", description=__doc__)
+    p.add_argument("names", nargs="+", help=f"recipes to run, or 'all': {', '.join(RECIPES)}")
+    p.add_argument("--data", default="../shared/data", help="folder holding mnist/, fashion_mnist/, ...")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    names = list(RECIPES) if args.names == ["all"] else args.names
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        p.error(f"unknown recipe(s) {', '.join(unknown)}; known: {', '.join(RECIPES)}")
+    for n in names:
+        run(n, Path(args.data).resolve(), args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
