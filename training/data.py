@@ -26,7 +26,9 @@ import torch.nn.functional as F
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "olivetti", "digits", "folder", "unpaired")
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
 
 
 class DataError(Exception):
@@ -215,7 +217,8 @@ def load_digits(split: str) -> ImageData:
     images = (d.images * (255.0 / 16.0)).round().astype(np.uint8)[:, None]
     labels = d.target.astype(np.int64)
     keep = (np.arange(len(images)) % 5 != 0) if split == "train" else (np.arange(len(images)) % 5 == 0)
-    return ImageData(torch.from_numpy(images[keep].copy()), torch.from_numpy(labels[keep]), [str(i) for i in range(10)], "digits")
+    classes = [str(i) for i in range(10)]
+    return ImageData(torch.from_numpy(images[keep].copy()), torch.from_numpy(labels[keep]), classes, "digits")
 
 
 def load_folder(root: Path, channels: int, size: int, name: str = "folder") -> ImageData:
@@ -288,7 +291,10 @@ def load_dataset(
     else:
         return load_folder(path, ch, image_size)
     if data.channels != ch:
-        data.images = data.images.expand(-1, ch, -1, -1).contiguous() if ch == 3 else data.images.float().mean(1, keepdim=True).round().to(torch.uint8)
+        if ch == 3:
+            data.images = data.images.expand(-1, ch, -1, -1).contiguous()
+        else:
+            data.images = data.images.float().mean(1, keepdim=True).round().to(torch.uint8)
     data.images = resize_uint8(data.images, image_size)
     return data
 

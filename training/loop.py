@@ -277,4 +277,5 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     if scalars is not None:
         scalars.close()
     distributed.shutdown()
-    return {"steps": step, "wall_time_s": wall_before + wall, "steps_this_run": step - start_step, "best": best, "out": str(out)}
+    return {"steps": step, "wall_time_s": wall_before + wall, "steps_this_run": step - start_step, "best": best,
+            "out": str(out)}

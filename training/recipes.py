@@ -25,12 +25,12 @@ RECIPES: dict[str, tuple[str, str]] = {
 
 def run(name: str, data_root: Path, threads: int = 1) -> None:
     folder, args = RECIPES[name]
-    out = ROOT / "runs" / f"pretrained-{name}"
+    out = Path("runs") / f"pretrained-{name}"  # relative: the card records this command
     train = [sys.executable, "-m", "training", "train", *shlex.split(args), "--data-root", str(data_root / folder),
              "--out", str(out), "--threads", str(threads), "--no-progress"]
     print("+", shlex.join(train), flush=True)
     subprocess.run(train, check=True, cwd=ROOT)
-    dest = PRETRAINED / name
+    dest = PRETRAINED.relative_to(ROOT) / name
     export = [sys.executable, "-m", "training", "export", str(out), "--name", name, "--out", str(dest), "--no-store"]
     print("+", shlex.join(export), flush=True)
     subprocess.run(export, check=True, cwd=ROOT)
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown recipe(s) {', '.join(unknown)}; known: {', '.join(RECIPES)}")
     for n in names:
-        run(n, Path(args.data).resolve(), args.threads)
+        run(n, Path(args.data), args.threads)
     return 0
 
 
