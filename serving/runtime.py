@@ -142,7 +142,9 @@ class GanModel:
         for role, graph in self.graphs.items():
             allowed = _CONTROLS[role]
             for name in graph.inputs:
-                if name not in allowed and not (role in ("generator", "mapping", "synthesis") and sampling.is_random_input(name)):
+                if name not in allowed and not (
+                    role in ("generator", "mapping", "synthesis") and sampling.is_random_input(name)
+                ):
                     raise LoadError(f"{role} input {name!r} is not in the artifact contract")
         for role, needed in (("generator", "z"), ("mapping", "z"), ("synthesis", "w"), ("encoder", "image")):
             if role in self.graphs and needed not in self.graphs[role].inputs:
@@ -390,14 +392,11 @@ class GanModel:
         head_imgs = images.to_uint8(self._sample(sampling.stack_draws(heads), None, psi, -1))
         cells = [{**draws[r], "z2": draws[c]["z"]} for r in seeds for c in styles]
         cell_imgs = images.to_uint8(self._sample(sampling.stack_draws(cells), None, psi, crossover))
-        cols = len(styles) + 1
-        blank = np.zeros_like(head_imgs[:1])
-        rows = [np.concatenate([blank, head_imgs[: len(styles)]])]
-        for i in range(len(seeds)):
-            rows.append(
-                np.concatenate([head_imgs[len(styles) + i : len(styles) + i + 1], cell_imgs[i * len(styles) : (i + 1) * len(styles)]])
-            )
-        return np.concatenate(rows), cols
+        k = len(styles)
+        tiles = [np.zeros_like(head_imgs[0]), *head_imgs[:k]]  # blank corner, then style sources
+        for i, content in enumerate(head_imgs[k:]):
+            tiles += [content, *cell_imgs[i * k : (i + 1) * k]]
+        return np.stack(tiles), k + 1
 
     # -- image in ----------------------------------------------------------------------------
     def _encoder_input(self, img: Image.Image) -> np.ndarray:
@@ -456,12 +455,19 @@ class GanModel:
         w, h = rgb.size
         ww, wh = images.working_size(w, h, size)
         if max(ww, wh) > MAX_WORK_SIDE:
-            raise invalid(f"aspect ratio too extreme: working image would be {ww}x{wh} (longest side max {MAX_WORK_SIDE})")
+            raise invalid(
+                f"aspect ratio too extreme: working image would be {ww}x{wh} (longest side max {MAX_WORK_SIDE})"
+            )
         work = rgb if (ww, wh) == (w, h) else rgb.resize((ww, wh), Image.Resampling.BICUBIC)
         x = images.pad_to_multiple(images.pil_to_array(work), 4)
         y = graph.run({next(iter(graph.inputs)): x})[:, :, :wh, :ww]
         out = images.to_pil(images.to_uint8(y)[0])
         return out if out.size == (w, h) else out.resize((w, h), Image.Resampling.BICUBIC)
+
+    def translate_array(self, img: Image.Image, direction: str | None, size: int | None = None) -> np.ndarray:
+        """``translate`` as uint8 HWC."""
+        out = np.asarray(self.translate(img, direction, size))
+        return out[:, :, None] if out.ndim == 2 else out
 
 
 def load_model(
