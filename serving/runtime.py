@@ -29,10 +29,8 @@ _CONTROLS = {
     "generator": {"label", "psi", "crossover"},
     "mapping": {"label", "psi"},
     "synthesis": {"w"},
-    "encoder": {"image"},
-    "a2b": {"image"},
-    "b2a": {"image"},
 }
+_IMAGE_IN = ("encoder", "a2b", "b2a")
 _DTYPES: dict[str, Any] = {
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,
@@ -43,7 +41,7 @@ _DTYPES: dict[str, Any] = {
 PSI_MIN, PSI_MAX = 0.0, 2.0
 MAX_STEPS = 64  # frames of /interpolate
 MAX_MIX = 16  # seeds (and styles) of /mix
-MIN_SIZE, MAX_SIZE = 8, 2048  # working resolution of /translate (shorter side)
+MIN_SIZE, MAX_SIZE = 4, 2048  # working resolution of /translate (shorter side)
 MAX_WORK_SIDE = 4096  # longer side of the working image of /translate
 
 
@@ -110,6 +108,21 @@ def _domains(value: Any) -> list[str]:
     return []
 
 
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf (a failed FID, say) become null instead of breaking /models."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _int(value: Any, default: int = 0) -> int:
     try:
         return int(value)
@@ -123,6 +136,7 @@ class GanModel:
     def __init__(self, name: str, version: str, card: dict[str, Any], graphs: dict[str, Graph]) -> None:
         self.name = name
         self.version = version
+        self.chunk = 64  # items per ONNX Runtime call (GANZOO_BATCH)
         self.card = card
         self.graphs = graphs
         self.task = str(card.get("task") or "")
@@ -140,13 +154,19 @@ class GanModel:
     # -- structure ---------------------------------------------------------------------------
     def _check(self) -> None:
         for role, graph in self.graphs.items():
+            if role in _IMAGE_IN:
+                # one image in, taken by position: an ONNX graph cannot name an input and an
+                # output alike, so a2b/b2a ("image" -> "image") come out as e.g. "image.1"
+                if len(graph.inputs) != 1:
+                    raise LoadError(f"{role} graph must take exactly one input (the image), has {list(graph.inputs)}")
+                continue
             allowed = _CONTROLS[role]
             for name in graph.inputs:
                 if name not in allowed and not (
                     role in ("generator", "mapping", "synthesis") and sampling.is_random_input(name)
                 ):
                     raise LoadError(f"{role} input {name!r} is not in the artifact contract")
-        for role, needed in (("generator", "z"), ("mapping", "z"), ("synthesis", "w"), ("encoder", "image")):
+        for role, needed in (("generator", "z"), ("mapping", "z"), ("synthesis", "w")):
             if role in self.graphs and needed not in self.graphs[role].inputs:
                 raise LoadError(f"{role} graph has no {needed!r} input")
         gen = self.graphs.get("generator")
@@ -251,11 +271,11 @@ class GanModel:
             "directions": list(self.directions),
             "provider": self.provider,
             "providers": sorted({g.provider for g in self.graphs.values()}),
-            "sha256": self.card.get("sha256"),
-            "metrics": metrics if isinstance(metrics, dict) else {},
-            "dataset": self.card.get("dataset"),
-            "steps": self.card.get("steps"),
-            "created": self.card.get("created"),
+            "sha256": _str(self.card.get("sha256")),
+            "metrics": _finite(metrics) if isinstance(metrics, dict) else {},
+            "dataset": _str(self.card.get("dataset")),
+            "steps": _int(self.card.get("steps"), -1) if self.card.get("steps") is not None else None,
+            "created": _str(self.card.get("created")),
         }
 
     # -- checks ------------------------------------------------------------------------------
@@ -312,7 +332,17 @@ class GanModel:
     def _sample(
         self, batch: dict[str, np.ndarray], labels: np.ndarray | None, psi: float | None, crossover: int | None = None
     ) -> np.ndarray:
-        """Images [-1, 1] NCHW from drawn latents, through ``generator`` or mapping -> synthesis."""
+        """Images [-1, 1] NCHW from drawn latents, through ``generator`` or mapping -> synthesis.
+
+        Runs ``self.chunk`` items per ONNX Runtime call to bound memory.
+        """
+        n = len(next(iter(batch.values())))
+        if n > self.chunk:
+            parts = []
+            for a in range(0, n, self.chunk):
+                part = {k: v[a : a + self.chunk] for k, v in batch.items()}
+                parts.append(self._sample(part, None if labels is None else labels[a : a + self.chunk], psi, crossover))
+            return np.concatenate(parts)
         if "generator" in self.graphs:
             g = self.graphs["generator"]
             return g.run(self._feeds(g, batch, labels, psi, crossover))
@@ -320,17 +350,15 @@ class GanModel:
         w = m.run(self._feeds(m, batch, labels, psi, None))
         return s.run(self._feeds(s, {**batch, "w": w}, labels, psi, None))
 
-    def generate(
-        self, n: int, seed: int, label: int | None = None, psi: float | None = None, chunk: int = 64
-    ) -> np.ndarray:
+    def generate(self, n: int, seed: int, label: int | None = None, psi: float | None = None) -> np.ndarray:
         """``n`` tiles, uint8 NHWC; tile ``i`` is a function of (seed, i, label, psi) only."""
         self.require("generate", "it has no generator graph")
         self.check_label(label)
         self.check_psi(psi)
         labels = np.full(n, label, dtype=np.int64) if label is not None else sampling.row_labels(n, self.num_classes)
         out = []
-        for start in range(0, n, chunk):
-            idx = range(start, min(n, start + chunk))
+        for start in range(0, n, self.chunk):
+            idx = range(start, min(n, start + self.chunk))
             batch = sampling.draw_tiles(seed, idx, self.random_specs)
             out.append(self._sample(batch, labels[start : start + len(idx)], psi))
         return images.to_uint8(np.concatenate(out))
@@ -424,6 +452,12 @@ class GanModel:
         batch["z"] = code[None].astype(np.float32)
         return images.to_uint8(self._sample(batch, np.array([label or 0]), None))[0]
 
+    @staticmethod
+    def check_size(size: int | None) -> None:
+        """Explicit working resolution for /translate; None means the model's image size."""
+        if size is not None and not MIN_SIZE <= size <= MAX_SIZE:
+            raise invalid(f"size must be in {MIN_SIZE}..{MAX_SIZE}, got {size}")
+
     def resolve_direction(self, direction: str | None) -> str:
         """Role (``a2b``/``b2a``) for a direction name; ``a2b``/``b2a`` themselves are accepted."""
         self.require("translate", "it has no a2b/b2a graph")
@@ -448,9 +482,8 @@ class GanModel:
         """
         role = self.resolve_direction(direction)
         graph = self.graphs[role]
+        self.check_size(size)
         size = size or self.image_size or min(img.size)
-        if not MIN_SIZE <= size <= MAX_SIZE:
-            raise invalid(f"size must be in {MIN_SIZE}..{MAX_SIZE}, got {size}")
         rgb = images.to_mode(img, 3)
         w, h = rgb.size
         ww, wh = images.working_size(w, h, size)

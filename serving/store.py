@@ -90,6 +90,7 @@ def load_served(
     only: Iterable[str] | None = None,
     threads: int = 0,
     store: ModelStore | None = None,
+    chunk: int = 64,
 ) -> tuple[dict[str, GanModel], dict[str, str]]:
     """Load the latest version of every ganzoo model: (served by name, failed name -> reason)."""
     store = store or model_store()
@@ -107,6 +108,7 @@ def load_served(
             failed[name] = str(e)
             log.error("model %s:%s failed to load and is not served: %s", name, stored.tag.version, e)
             continue
+        model.chunk = chunk
         served[name] = model
         log.info(
             "model %s:%s serves %s on %s (roles: %s)",
