@@ -7,6 +7,7 @@ process on a free port. Torch is used here to build the graphs only; serving nev
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -309,19 +310,14 @@ def _ghost_model(home: Path) -> str:
     return str(m.tag)
 
 
-@pytest.fixture(scope="session")
-def serving_server(
-    serving_artifacts: ServingArtifacts, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServingServer]:
-    """A real ``bentoml serve serving.service:Ganzoo`` on the artifacts, in a temporary home."""
+@contextlib.contextmanager
+def bentoml_server(home: Path, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, Path]]:
+    """A real ``bentoml serve serving.service:Ganzoo`` on 127.0.0.1 over the store in ``home``.
+
+    Yields (url, log path) once ``/readyz`` answers 200; stops the whole process group after.
+    """
     import httpx
 
-    from serving.import_models import import_artifact
-
-    home = tmp_path_factory.mktemp("bentoml_home")
-    tags = {key: import_artifact(d, home=home) for key, d in serving_artifacts.dirs.items()}
-    tags["ghost"] = _ghost_model(home)
-    snapshot = store_snapshot(home)
     port = _free_port()
     log = home / "server.log"
     env = {
@@ -331,23 +327,12 @@ def serving_server(
         "XDG_CACHE_HOME": str(home / "cache"),
         "BENTOML_DO_NOT_TRACK": "True",
         "PYTHONPATH": str(REPO),
-        "GANZOO_MODELS": ",".join(SERVED),
-        "GANZOO_MAX_PIXELS": "1000000",
-        "GANZOO_MAX_BYTES": "3000000",
         "GANZOO_ORT_THREADS": "1",
         "GANZOO_DEVICE": "auto",
+        **(extra_env or {}),
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        "serving.service:Ganzoo",
-        "--port",
-        str(port),
-        "--host",
-        "127.0.0.1",
-    ]
+    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:Ganzoo", "--port", str(port),
+           "--host", "127.0.0.1"]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -367,7 +352,7 @@ def serving_server(
                 proc.wait(timeout=0.25)
             except subprocess.TimeoutExpired:
                 pass
-        yield ServingServer(url, home, log, serving_artifacts, tags, snapshot)
+        yield url, log
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -376,3 +361,23 @@ def serving_server(
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def serving_server(
+    serving_artifacts: ServingArtifacts, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServingServer]:
+    """The service on tiny models of every role, in a temporary home."""
+    from serving.import_models import import_artifact
+
+    home = tmp_path_factory.mktemp("bentoml_home")
+    tags = {key: import_artifact(d, home=home) for key, d in serving_artifacts.dirs.items()}
+    tags["ghost"] = _ghost_model(home)
+    snapshot = store_snapshot(home)
+    env = {
+        "GANZOO_MODELS": ",".join(SERVED),
+        "GANZOO_MAX_PIXELS": "1000000",
+        "GANZOO_MAX_BYTES": "3000000",
+    }
+    with bentoml_server(home, env) as (url, log):
+        yield ServingServer(url, home, log, serving_artifacts, tags, snapshot)
