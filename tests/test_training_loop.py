@@ -50,7 +50,9 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path):
     train(tiny_cfg(tmp_path / "full", 6, **kw), progress=False)
     train(tiny_cfg(tmp_path / "cut", 3, **kw), progress=False)
     assert final_state(tmp_path / "cut")["step"] == 3
-    train(tiny_cfg(tmp_path / "cut", 6, **kw), progress=False)
+    with pytest.raises(ValueError, match="--resume"):
+        train(tiny_cfg(tmp_path / "cut", 6, **kw), progress=False)
+    train(tiny_cfg(tmp_path / "cut", 6, resume=True, **kw), progress=False)
     a, b = final_state(tmp_path / "full"), final_state(tmp_path / "cut")
     assert a["step"] == b["step"] == 6 and a["batches_used"] == b["batches_used"] == 12
     for group in ("nets", "ema"):

@@ -25,6 +25,10 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     for name, field in TrainConfig.model_fields.items():
         if name in ("variant", "model"):
             continue
+        if field.annotation is bool:
+            p.add_argument(f"--{name.replace('_', '-')}", dest=name, action="store_const", const="true",
+                           default=None, help=field.description)
+            continue
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=name.upper(),
                        help=f"{field.description} (default: {field.default})")
     p.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
@@ -54,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train a variant (resumes from the run folder's latest checkpoint)")
+    t = sub.add_parser("train", help="train a variant (--resume continues the run folder's latest checkpoint)")
     t.add_argument("variant", help="registered variant (python -m zoo list)")
     t.add_argument("--config", help="YAML or JSON file with TrainConfig fields; flags override it")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -43,6 +43,7 @@ class TrainConfig(BaseModel):
     log_every: int = Field(25, ge=1, description="write scalars every N steps")
     eval_every: int = Field(0, ge=0, description="cheap metric every N steps, keep best.pt (0 = off)")
     eval_samples: int = Field(500, ge=50, description="samples for the cheap metric")
+    resume: bool = Field(False, description="continue from out/checkpoints/latest.pt (required if it exists)")
     seed: int = Field(0, description="seeds init, data order and noise; a run is reproducible on the CPU")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's)")
     image_size: int | None = Field(None, description="shortcut for model.image_size")

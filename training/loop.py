@@ -132,11 +132,13 @@ def default_scorer(variant: Variant, data: ImageData | UnpairedData, cfg: TrainC
 
 # -- the loop ------------------------------------------------------------------------------
 def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -> dict[str, Any]:
-    """Train ``cfg.variant`` and return a summary; resumes from ``out/checkpoints/latest.pt``."""
+    """Train ``cfg.variant`` and return a summary; ``cfg.resume`` continues ``out/checkpoints/latest.pt``."""
+    out = Path(cfg.out)
+    if (out / "checkpoints" / "latest.pt").exists() and not cfg.resume:
+        raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     rank, world = distributed.init()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
     ckpt_dir = out / "checkpoints"
     if rank == 0:
         (out / "samples").mkdir(parents=True, exist_ok=True)

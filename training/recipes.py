@@ -27,7 +27,7 @@ def run(name: str, data_root: Path, threads: int = 1) -> None:
     folder, args = RECIPES[name]
     out = Path("runs") / f"pretrained-{name}"  # relative: the card records this command
     train = [sys.executable, "-m", "training", "train", *shlex.split(args), "--data-root", str(data_root / folder),
-             "--out", str(out), "--threads", str(threads), "--no-progress"]
+             "--out", str(out), "--threads", str(threads), "--no-progress", "--resume"]
     print("+", shlex.join(train), flush=True)
     subprocess.run(train, check=True, cwd=ROOT)
     dest = PRETRAINED.relative_to(ROOT) / name
