@@ -14,9 +14,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import bentoml_server
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "serving" / "pretrained"
