@@ -1,0 +1,126 @@
+"""AAE: encoder/decoder shapes, the two-phase step, preview, two exported graphs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from training.config import TrainConfig
+from training.export import export_run, load_run
+from training.loop import train
+from training.losses import AdversarialLoss
+from zoo import registry
+from zoo.aae import AAE
+from zoo.spec import DataInfo, StepContext
+
+TINY = {"width": 8, "image_size": 16, "d_hidden": 32}
+
+
+def tiny() -> AAE:
+    return AAE(AAE.Config(**TINY), DataInfo(channels=1, num_classes=10, name="digits"))
+
+
+def snapshot(nets):
+    return {k: [p.detach().clone() for p in m.parameters()] for k, m in nets.items()}
+
+
+def changed(before, nets, name) -> bool:
+    return any(not torch.equal(a, p) for a, p in zip(before[name], nets[name].parameters(), strict=True))
+
+
+def test_registered_with_the_notes_groups():
+    assert registry.get_variant("aae") is AAE
+    v = tiny()
+    assert v.task == "reconstruct" and v.latent_dim == 8
+    assert v.optimizer_groups == {"AE": ("E", "Dec"), "D": ("D",), "G": ("E",)}
+    assert v.ema_modules == ("E", "Dec")
+
+
+def test_encode_decode_sample_preview_shapes():
+    torch.manual_seed(0)
+    v = tiny()
+    nets = v.build()
+    for m in nets.values():
+        m.eval()
+    x = torch.rand(6, 1, 16, 16) * 2 - 1
+    assert v.encode(nets, x).shape == (6, 8)
+    r = v.reconstruct(nets, x)
+    assert r.shape == x.shape and r.abs().max() <= 1
+    with torch.no_grad():
+        assert v.sample(nets, 5, torch.Generator().manual_seed(0)).shape == (5, 1, 16, 16)
+        assert nets["D"](torch.randn(7, 8)).shape == (7,)
+
+    batches = iter([{"image": torch.rand(8, 1, 16, 16) * 2 - 1} for _ in range(10)])
+    fixed = v.preview_inputs(64, torch.Generator().manual_seed(0), batches)
+    assert fixed["image"].shape == (32, 1, 16, 16)
+    with torch.no_grad():
+        grid = v.preview(nets, fixed)
+    assert grid.shape == (64, 1, 16, 16)
+    assert torch.equal(grid[:8], fixed["image"][:8]) and torch.equal(grid[16:24], fixed["image"][8:16])
+    # without data the grid falls back to decoded prior samples
+    with torch.no_grad():
+        assert v.preview(nets, v.preview_inputs(64, torch.Generator().manual_seed(0))).shape == (64, 1, 16, 16)
+
+
+def test_train_step_runs_both_phases():
+    torch.manual_seed(0)
+    v = tiny()
+    nets = v.build()
+    opts = {g: torch.optim.Adam([p for n in names for p in nets[n].parameters()], 2e-4, betas=(0.5, 0.999))
+            for g, names in v.optimizer_groups.items()}
+    batch = {"image": torch.rand(4, 1, 16, 16) * 2 - 1, "label": torch.tensor([0, 1, 2, 3])}
+    before = snapshot(nets)
+    logs = v.train_step(StepContext(nets, opts, AdversarialLoss(), 0, 1, lambda: batch, lambda n, x: x))
+    assert set(logs) == {"loss_recon", "loss_d", "loss_g"} and all(np.isfinite(list(logs.values())))
+    assert changed(before, nets, "E") and changed(before, nets, "Dec") and changed(before, nets, "D")
+    assert all(p.requires_grad for p in nets["D"].parameters())
+
+
+def test_encoder_alone_is_what_the_regularisation_phase_moves():
+    torch.manual_seed(0)
+    v = tiny()
+    nets = v.build()
+    opts = {g: torch.optim.Adam([p for n in names for p in nets[n].parameters()], 1e-3)
+            for g, names in v.optimizer_groups.items()}
+    opts["AE"] = torch.optim.SGD([p for n in ("E", "Dec") for p in nets[n].parameters()], lr=0.0)  # phase 1 off
+    opts["D"] = torch.optim.SGD(nets["D"].parameters(), lr=0.0)
+    batch = {"image": torch.rand(4, 1, 16, 16) * 2 - 1}
+    before = snapshot(nets)
+    v.train_step(StepContext(nets, opts, AdversarialLoss(), 0, 1, lambda: batch, lambda n, x: x))
+    assert changed(before, nets, "E")
+    assert not changed(before, nets, "Dec") and not changed(before, nets, "D")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("aae-run")
+    train(TrainConfig(variant="aae", data="digits", out=str(out), steps=2, batch_size=8, threads=1,
+                      sample_every=2, model=TINY), progress=False)
+    return out
+
+
+def test_export_two_graphs_with_parity(run_dir, tmp_path):
+    assert (run_dir / "samples" / "step_000002.png").exists()
+    dest = export_run(run_dir, "tiny-aae", out=tmp_path / "art", store=False)
+    assert sorted(p.name for p in dest.iterdir()) == ["card.json", "card.md", "encoder.onnx", "generator.onnx"]
+    card = json.loads((dest / "card.json").read_text())
+    assert card["task"] == "reconstruct" and card["latent_dim"] == 8
+    for role in ("generator", "encoder"):
+        assert card["graphs"][role]["parity_max_abs_diff"] <= 1e-4
+
+    _, nets, _ = load_run(run_dir)
+    z = torch.randn(5, 8)
+    x = torch.rand(5, 1, 16, 16) * 2 - 1
+    with torch.no_grad():
+        img, code = nets["Dec"](z).numpy(), nets["E"](x).numpy()
+    gen = ort.InferenceSession(str(dest / "generator.onnx"), providers=["CPUExecutionProvider"])
+    enc = ort.InferenceSession(str(dest / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    got_img = gen.run(None, {"z": z.numpy()})[0]
+    got_code = enc.run(None, {enc.get_inputs()[0].name: x.numpy()})[0]
+    assert got_img.shape == (5, 1, 16, 16) and np.abs(got_img - img).max() <= 1e-4
+    assert got_code.shape == (5, 8) and np.abs(got_code - code).max() <= 1e-4
+    assert [o.name for o in enc.get_outputs()] == ["code"]

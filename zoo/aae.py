@@ -1,0 +1,169 @@
+"""Adversarial autoencoder (Makhzani et al. 2015).
+
+An autoencoder whose code distribution is pushed onto a prior by a GAN played in code space:
+
+* encoder ``E`` = q(z|x): a deterministic DCGAN-style convolutional network, image -> code;
+* decoder ``Dec`` = p(x|z): the DCGAN generator (tanh output), code -> image;
+* discriminator ``D``: a small MLP on codes telling prior samples z ~ N(0, I) ("real") from
+  codes E(x) ("fake").
+
+Each training step runs the paper's two phases on the same batch:
+
+1. reconstruction: ``E`` and ``Dec`` minimise MSE(Dec(E(x)), x) (optimiser group ``AE``);
+2. regularisation: ``D`` is updated to separate prior samples from codes (group ``D``), then
+   the encoder, acting as the generator, is updated to fool it (group ``G``).
+
+Once q(z) matches the prior, decoding prior samples generates images (``sample``), and the
+encoder gives a smooth 8-dimensional code for every image (``encode``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.dcgan import Discriminator, Generator, init_weights
+from zoo.spec import ExportGraph, StepContext, Variant, VariantConfig
+
+
+class AAEConfig(VariantConfig):
+    image_size: int = 32
+    latent_dim: int = 8
+    width: int = 64  # conv channels at the widest resolution, as in DCGAN
+    d_hidden: int = 256  # width of the code discriminator's two hidden layers
+
+
+class Encoder(nn.Module):
+    """DCGAN discriminator body with a ``latent_dim``-channel head: image -> code."""
+
+    def __init__(self, channels: int, image_size: int, width: int, latent_dim: int) -> None:
+        super().__init__()
+        base = Discriminator(channels, image_size, width)
+        self.features = base.features
+        self.out = nn.Conv2d(base.feature_channels, latent_dim, 4, 1, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.features(x)).flatten(1)
+
+
+class CodeDiscriminator(nn.Module):
+    """MLP on codes: latent -> hidden -> hidden -> logit, LeakyReLU(0.2)."""
+
+    def __init__(self, latent_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim, hidden), nn.LeakyReLU(0.2, True),
+            nn.Linear(hidden, hidden), nn.LeakyReLU(0.2, True),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(-1)
+
+
+class AAE(Variant):
+    name = "aae"
+    task = "reconstruct"
+    Config = AAEConfig
+    description = "Adversarial autoencoder with a Gaussian prior (Makhzani et al. 2015)"
+    ema_modules = ("E", "Dec")
+    optimizer_groups = {"AE": ("E", "Dec"), "D": ("D",), "G": ("E",)}
+
+    def build(self) -> dict[str, nn.Module]:
+        c = self.config
+        E = Encoder(self.channels, c.image_size, c.width, c.latent_dim)
+        Dec = Generator(c.latent_dim, self.channels, c.image_size, c.width)
+        D = CodeDiscriminator(c.latent_dim, c.d_hidden)
+        E.apply(init_weights)
+        Dec.apply(init_weights)
+        D.apply(init_weights)
+        return {"E": E, "Dec": Dec, "D": D}
+
+    def prior(self, n: int, device: torch.device | None = None,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, device=device, generator=generator)
+
+    def train_step(self, ctx: StepContext) -> dict[str, float]:
+        E, Dec, D = ctx.nets["E"], ctx.nets["Dec"], ctx.nets["D"]
+        x = ctx.next_batch()["image"].to(ctx.device)
+
+        # 1. reconstruction phase: E and Dec minimise the reconstruction error
+        ctx.opts["AE"].zero_grad(set_to_none=True)
+        loss_recon = F.mse_loss(Dec(E(x)), x)
+        loss_recon.backward()
+        ctx.opts["AE"].step()
+
+        # 2a. regularisation, discriminator: prior samples are real, codes E(x) are fake
+        for k in range(ctx.d_steps):
+            if k > 0:
+                x = ctx.next_batch()["image"].to(ctx.device)
+            with torch.no_grad():
+                codes = E(x)
+            ctx.opts["D"].zero_grad(set_to_none=True)
+            loss_d = ctx.loss.discriminator(D, self.prior(x.shape[0], x.device), codes)
+            loss_d.backward()
+            ctx.opts["D"].step()
+
+        # 2b. regularisation, generator: the encoder learns to fool D
+        ctx.opts["G"].zero_grad(set_to_none=True)
+        D.requires_grad_(False)
+        try:
+            loss_g = ctx.loss.generator(D(E(x)))
+            loss_g.backward()
+        finally:
+            D.requires_grad_(True)
+        ctx.opts["G"].step()
+        return {"loss_recon": float(loss_recon.detach()), "loss_d": float(loss_d.detach()),
+                "loss_g": float(loss_g.detach())}
+
+    # -- helpers for sampling and the evaluation suite ---------------------------------------
+    @torch.no_grad()
+    def encode(self, nets: dict[str, nn.Module], images: torch.Tensor) -> torch.Tensor:
+        return nets["E"](images)
+
+    @torch.no_grad()
+    def reconstruct(self, nets: dict[str, nn.Module], images: torch.Tensor) -> torch.Tensor:
+        return nets["Dec"](nets["E"](images))
+
+    def sample(self, nets: dict[str, nn.Module], n: int, generator: torch.Generator) -> torch.Tensor:
+        return nets["Dec"](self.prior(n, generator=generator))
+
+    def preview_inputs(self, n: int, generator: torch.Generator, batches: Iterator[dict] | None = None) -> dict:
+        fixed = {"z": self.prior(n, generator=generator)}
+        if batches is not None:
+            want, images = n // 2, []
+            while sum(len(b) for b in images) < want:
+                images.append(next(batches)["image"])
+            fixed["image"] = torch.cat(images)[:want]
+        return fixed
+
+    def preview(self, nets: dict[str, nn.Module], fixed: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Rows alternate: 8 originals, then their 8 reconstructions (prior samples without data)."""
+        if "image" not in fixed:
+            return nets["Dec"](fixed["z"])
+        x = fixed["image"]
+        recon = nets["Dec"](nets["E"](x))
+        pairs = torch.stack([x.view(-1, 8, *x.shape[1:]), recon.view(-1, 8, *x.shape[1:])], dim=1)
+        return pairs.reshape(-1, *x.shape[1:])
+
+    def export_graphs(self, nets: dict[str, nn.Module]) -> list[ExportGraph]:
+        size = self.image_size
+        return [
+            ExportGraph(
+                role="generator",
+                module=nets["Dec"],
+                inputs={"z": torch.randn(2, self.latent_dim)},
+                output_names=["image"],
+                dynamic_axes={"z": {0: "batch"}, "image": {0: "batch"}},
+            ),
+            ExportGraph(
+                role="encoder",
+                module=nets["E"],
+                inputs={"image": torch.rand(2, self.channels, size, size) * 2 - 1},
+                output_names=["code"],
+                dynamic_axes={"image": {0: "batch"}, "code": {0: "batch"}},
+            ),
+        ]
