@@ -20,6 +20,8 @@ PRETRAINED = ROOT / "serving" / "pretrained"
 # name -> (dataset folder under the data root, arguments of `python -m training train`)
 RECIPES: dict[str, tuple[str, str]] = {
     "dcgan": ("mnist", "dcgan --data mnist --steps 5000 --batch-size 64 --sample-every 250 --ckpt-every 250"),
+    "cgan": ("mnist", "cgan --data mnist --steps 4000 --batch-size 64 --model width=48 --sample-every 250 --ckpt-every 250"),
+    "aae": ("mnist", "aae --data mnist --steps 3000 --batch-size 64 --sample-every 250 --ckpt-every 250"),
 }
 
 

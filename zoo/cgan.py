@@ -15,6 +15,12 @@ pooling. We use it instead of the original cGAN's "label as extra input channels
   log-linear class model, which in practice gives much stronger label fidelity (generated
   images look like the requested class) than concatenation, at no extra cost.
 
+Measured on MNIST, projection alone let G ignore ``z`` within a class (every 3 the same 3
+after 500 steps: per-class collapse, a mode-collapse flavour the notes warn about). Feeding
+D the label also as one-hot input planes (the original cGAN's conditioning) lets the first
+convolution compare strokes against the class, and the collapse does not happen; the
+projection term stays, for label fidelity. ``label_planes=False`` gives pure projection.
+
 For fakes the discriminator sees the labels of the real batch, so both halves of the
 discriminator's loss carry the same label distribution.
 """
@@ -35,6 +41,7 @@ class CGANConfig(VariantConfig):
     latent_dim: int = 100
     width: int = 64  # channels of the widest-resolution layer; doubles at each downsampling
     embed_dim: int = 32  # size of the generator's label embedding, concatenated to z
+    label_planes: bool = True  # also feed D one-hot label planes (Mirza & Osindero); see the module docstring
 
 
 class ConditionalGenerator(nn.Module):
@@ -54,14 +61,18 @@ class ConditionalGenerator(nn.Module):
 class ProjectionDiscriminator(nn.Module):
     """``psi(phi(x)) + <embed(y), sum_pool(phi(x))>`` on the DCGAN discriminator's features."""
 
-    def __init__(self, channels: int, image_size: int, width: int, num_classes: int) -> None:
+    def __init__(self, channels: int, image_size: int, width: int, num_classes: int, label_planes: bool = True) -> None:
         super().__init__()
-        base = Discriminator(channels, image_size, width)
+        self.label_planes, self.num_classes = label_planes, num_classes
+        base = Discriminator(channels, image_size, width, extra_in=num_classes if label_planes else 0)
         self.features = base.features  # phi
         self.out = base.out  # psi: the unconditional logit
         self.embed = nn.Embedding(num_classes, base.feature_channels)  # class vectors for the projection
 
     def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        if self.label_planes:
+            planes = nn.functional.one_hot(label, self.num_classes).to(x.dtype)[:, :, None, None]
+            x = torch.cat([x, planes.expand(-1, -1, x.shape[2], x.shape[3])], dim=1)
         h = self.features(x)
         unconditional = self.out(h).view(-1)
         projection = (self.embed(label) * h.sum(dim=(2, 3))).sum(dim=1)
@@ -89,7 +100,7 @@ class CGAN(Variant):
         if self.num_classes < 1:
             raise ValueError("cgan needs a labelled dataset (num_classes >= 1)")
         G = ConditionalGenerator(c.latent_dim, self.num_classes, c.embed_dim, self.channels, c.image_size, c.width)
-        D = ProjectionDiscriminator(self.channels, c.image_size, c.width, self.num_classes)
+        D = ProjectionDiscriminator(self.channels, c.image_size, c.width, self.num_classes, c.label_planes)
         G.apply(init_weights)
         D.apply(init_weights)
         # embeddings: N(0, 1) for the generator's input (like z); the projection starts at zero,
