@@ -1,5 +1,5 @@
-"""CycleGAN: one train step, fully convolutional shapes, the image pool, the LR schedule and
-ONNX export of both directions from a real (tiny) run."""
+"""CycleGAN: one train step, fully convolutional shapes, the image pool, the LR schedule,
+ONNX export with ONNX Runtime parity, and export of both directions from a real (tiny) run."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from training.image_pool import ImagePool
-from training.loop import lr_factor
 from training.losses import AdversarialLoss
+from training.lr_schedule import linear_decay_factor
 from zoo.cyclegan import CycleGAN, CycleGANConfig
 from zoo.spec import DataInfo, StepContext
 
@@ -49,7 +49,9 @@ def test_train_step_updates_all_four_networks_with_finite_losses():
     for k, m in nets.items():
         changed = any(not torch.equal(a, b) for a, b in zip(before[k], m.parameters(), strict=True))
         assert changed, f"{k} did not change"
-    # every parameter of every network gets a gradient from its step
+    # every parameter got a finite gradient from its own step, and D is trainable again after the G step
+    for m in nets.values():
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
     assert all(p.requires_grad for m in nets.values() for p in m.parameters())
 
 
@@ -85,10 +87,10 @@ def test_preview_is_three_rows_of_eight():
 
 def test_image_pool():
     fakes = torch.randn(3, 3, 4, 4)
-    assert ImagePool(0).query(fakes) is fakes
+    assert ImagePool(0).query(fakes) is fakes  # a pool of 0 passes fakes through
     pool = ImagePool(4)
     first = pool.query(fakes)
-    assert torch.equal(first, fakes) and len(pool.images) == 3
+    assert torch.equal(first, fakes) and len(pool.images) == 3  # filling up: the new fakes come back
     torch.manual_seed(0)
     returned_old = False
     for _ in range(20):
@@ -98,13 +100,58 @@ def test_image_pool():
         returned_old |= any(float(img.mean()) < 50 for img in out)
     assert len(pool.images) == 4
     assert returned_old  # with a full pool some returned images are stored ones
+    restored = ImagePool(1)
+    restored.load_state_dict(pool.state_dict())
+    assert restored.size == 4 and all(torch.equal(a, b) for a, b in zip(restored.images, pool.images, strict=True))
 
 
-def test_lr_schedule():
-    assert lr_factor(0, 100, 50) == 1.0 and lr_factor(49, 100, 50) == 1.0
-    assert lr_factor(75, 100, 50) == pytest.approx(0.5)
-    assert lr_factor(100, 100, 50) == 0.0
-    assert lr_factor(99, 100, None) == 1.0
+def test_lr_schedule_is_constant_then_linear_to_zero():
+    f = linear_decay_factor
+    assert [f(s, 100, 50) for s in (0, 25, 49, 50)] == [1.0, 1.0, 1.0, 1.0]
+    assert f(75, 100, 50) == pytest.approx(0.5) and f(90, 100, 50) == pytest.approx(0.2)
+    assert f(100, 100, 50) == 0.0 and f(150, 100, 50) == 0.0  # never negative
+    assert f(50, 100, 0) == pytest.approx(0.5)  # decay over the whole run
+    assert f(99, 100, None) == 1.0 and f(99, 100, 100) == 1.0 and f(99, 100, 200) == 1.0  # no decay
+    values = [f(s, 1000, 400) for s in range(1001)]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))  # monotone
+
+
+def test_onnx_export_matches_pytorch_on_any_size_and_batch(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    torch.manual_seed(1)
+    variant = tiny_variant()
+    nets = variant.build()
+    for m in nets.values():  # move off the init so the graph computes something non-trivial
+        for p in m.parameters():
+            p.data.add_(torch.randn_like(p) * 0.05)
+        m.eval()
+    graphs = {g.role: g for g in variant.export_graphs(nets)}
+    assert sorted(graphs) == ["a2b", "b2a"] and graphs["b2a"].module is nets["G_ba"]
+    graph, direction = graphs["a2b"], "a2b"
+    assert graph.module is nets["G_ab"]
+    assert list(graph.inputs) == ["image"] and graph.output_names == ["translated"]
+    path = tmp_path / f"{direction}.onnx"
+    torch.onnx.export(graph.module, tuple(graph.inputs.values()), str(path), input_names=list(graph.inputs),
+                      output_names=graph.output_names, dynamic_axes=graph.dynamic_axes, opset_version=17,
+                      dynamo=False)
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims] == ["batch", "", "height", "width"] and dims[1].dim_value == 3
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    for batch in (1, 2):
+        for hw in ((32, 32), (48, 64)):
+            x = torch.rand(batch, 3, *hw) * 2 - 1
+            with torch.no_grad():
+                expected = graph.module(x).numpy()
+            got = sess.run(None, {name: x.numpy()})[0]
+            assert got.shape == x.shape
+            assert np.abs(got - expected).max() <= 1e-4
+    assert variant.metadata() == {"domains": "apple,orange"}
 
 
 @pytest.fixture(scope="module")

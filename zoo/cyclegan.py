@@ -147,7 +147,7 @@ class CycleGAN(Variant):
         loss_adv = ctx.loss.generator(D_b(fake_b)) + ctx.loss.generator(D_a(fake_a))
         loss_cycle = F.l1_loss(G_ba(fake_b), real_a) + F.l1_loss(G_ab(fake_a), real_b)
         loss_g = loss_adv + c.lambda_cycle * loss_cycle
-        loss_idt = torch.zeros(())
+        loss_idt = real_a.new_zeros(())
         if c.lambda_identity > 0:
             loss_idt = F.l1_loss(G_ab(real_b), real_b) + F.l1_loss(G_ba(real_a), real_a)
             loss_g = loss_g + c.lambda_cycle * c.lambda_identity * loss_idt
