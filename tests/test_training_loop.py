@@ -112,3 +112,15 @@ def test_torchrun_two_processes_train_in_lockstep(tmp_path):
     assert len(state["rng"]) == 2, "both ranks' RNG states are checkpointed"
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"]), "ranks draw different noise"
     assert len(list((out / "samples").glob("*.png"))) == 1, "rank 0 alone writes"
+
+
+def test_keep_best_writes_best_checkpoint_and_export_takes_it(tmp_path):
+    from training.export import load_run
+
+    summary = train(tiny_cfg(tmp_path, 4, eval_every=2, eval_samples=64), progress=False)
+    best = summary["best"]
+    assert best["step"] in (2, 4) and 0.5 <= best["score"] <= 1.0
+    assert (tmp_path / "checkpoints" / "best.pt").exists()
+    assert any(",eval_score," in r for r in (tmp_path / "metrics.csv").read_text().splitlines())
+    _, _, state = load_run(tmp_path)
+    assert state["checkpoint"].endswith("best.pt") and state["step"] == best["step"]
