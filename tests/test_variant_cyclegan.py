@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from training.image_pool import ImagePool
+from training.loop import lr_factor
 from training.losses import AdversarialLoss
-from training.lr_schedule import linear_decay_factor
 from zoo.cyclegan import CycleGAN, CycleGANConfig
 from zoo.spec import DataInfo, StepContext
 
@@ -106,7 +106,7 @@ def test_image_pool():
 
 
 def test_lr_schedule_is_constant_then_linear_to_zero():
-    f = linear_decay_factor
+    f = lr_factor  # the schedule the loop applies to every variant
     assert [f(s, 100, 50) for s in (0, 25, 49, 50)] == [1.0, 1.0, 1.0, 1.0]
     assert f(75, 100, 50) == pytest.approx(0.5) and f(90, 100, 50) == pytest.approx(0.2)
     assert f(100, 100, 50) == 0.0 and f(150, 100, 50) == 0.0  # never negative
