@@ -124,3 +124,16 @@ def test_keep_best_writes_best_checkpoint_and_export_takes_it(tmp_path):
     assert any(",eval_score," in r for r in (tmp_path / "metrics.csv").read_text().splitlines())
     _, _, state = load_run(tmp_path)
     assert state["checkpoint"].endswith("best.pt") and state["step"] == best["step"]
+
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "mnist").exists(), reason="../shared/data is not beside this checkout")
+def test_a_collapsed_generator_triggers_the_coverage_warning(tmp_path, caplog):
+    # one step of a fresh generator draws near-identical blobs: the classifier sees one or two classes
+    cfg = tiny_cfg(tmp_path, 1, data="mnist", data_root=str(SHARED / "mnist"), eval_every=1, eval_samples=64,
+                   model={"width": 8, "latent_dim": 16, "image_size": 32})
+    with caplog.at_level("WARNING", logger="ganzoo.train"):
+        train(cfg, progress=False)
+    assert any("possible mode collapse" in r.getMessage() and "classes" in r.getMessage() for r in caplog.records)

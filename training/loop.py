@@ -130,6 +130,23 @@ def default_scorer(variant: Variant, data: ImageData | UnpairedData, cfg: TrainC
     return score
 
 
+def default_coverage_check(variant: Variant, data: ImageData | UnpairedData, cfg: TrainConfig) -> Callable | None:
+    """Mode-collapse alarm at each evaluation: the suite's classifier histogram of 500 samples.
+
+    Only for datasets the suite has a classifier for; returns a warning line or None."""
+    if cfg.eval_every <= 0 or variant.task == "translate" or cfg.data not in ("mnist", "fashion_mnist"):
+        return None
+    from training.evaluation import classifier_predict, coverage_warning
+    from training.evaluation.metrics import mode_coverage
+
+    def check(nets: dict[str, torch.nn.Module]) -> str | None:
+        images = variant.sample(nets, 500, torch.Generator().manual_seed(cfg.seed + 99))
+        probs = classifier_predict(cfg.data, cfg.data_root, images)
+        return coverage_warning(mode_coverage(probs, data.num_classes), data.num_classes)
+
+    return check
+
+
 # -- the loop ------------------------------------------------------------------------------
 def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -> dict[str, Any]:
     """Train ``cfg.variant`` and return a summary; ``cfg.resume`` continues ``out/checkpoints/latest.pt``."""
@@ -160,6 +177,7 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     ema = EMA({k: nets[k] for k in variant.ema_modules}, cfg.ema_decay)
     sampler = BatchSampler(len(data), cfg.batch_size, cfg.seed, rank, world)
     scorer = default_scorer(variant, data, cfg)
+    coverage_check = default_coverage_check(variant, data, cfg)
 
     # fixed inputs for the sample grid, drawn from their own generator and data order, before
     # the noise seed is set or a checkpoint restores it, so resumed runs see the same RNG stream
@@ -261,6 +279,9 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
                 with torch.no_grad():
                     score = scorer(eval_nets)
                 scalars.write(step, {"eval_score": score})
+                warning = coverage_check(eval_nets) if coverage_check is not None else None
+                if warning:
+                    log.warning("step %d: possible mode collapse: %s", step, warning)
                 if score < best["score"]:
                     best = {"score": score, "step": step}
             if world > 1:
