@@ -75,3 +75,26 @@ def test_shipped_dcgan_draws_every_digit(served):
     probs = classifier_predict("mnist", REPO.parent / "shared" / "data" / "mnist", images)
     counts = np.bincount(probs.argmax(1), minlength=10)
     assert (counts > 0).all(), f"class histogram {counts.tolist()}"
+
+
+def test_shipped_cyclegan_turns_a_real_test_apple_into_an_orange(served):
+    from training.evaluation import get_domain_classifier
+
+    apple = sorted((REPO.parent / "shared" / "data" / "apple2orange" / "testA").glob("*.jpg"))[0]
+    r = httpx.post(f"{served}/translate", params={"direction": "apple2orange"}, content=apple.read_bytes(),
+                   headers={"content-type": "image/jpeg"}, timeout=60)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    out = Image.open(io.BytesIO(r.content)).convert("RGB")
+    assert out.size == Image.open(apple).size
+    clf = get_domain_classifier(REPO.parent / "shared" / "data" / "apple2orange")
+    x = np.asarray(out.resize((clf.image_size, clf.image_size)), np.float32).transpose(2, 0, 1)[None] / 127.5 - 1
+    import torch
+
+    assert clf.probs(torch.from_numpy(x)).argmax(1).item() == 1, "the domain classifier calls it an orange"
+
+
+def test_shipped_stylegan_mixes_styles(served):
+    r = httpx.get(f"{served}/mix", params={"model": "stylegan", "seeds": "1,2,3", "styles": "4,5"}, timeout=60)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    w, h = Image.open(io.BytesIO(r.content)).size
+    assert (w, h) == (3 * 32 + 4 * 2, 4 * 32 + 5 * 2)  # a header row/column plus the mixes
