@@ -21,6 +21,7 @@ from typing import Any
 
 import bentoml
 
+from serving.runtime import graph_files
 from serving.store import is_ganzoo, list_models, model_store
 
 log = logging.getLogger("bentoml.ganzoo")
@@ -34,23 +35,6 @@ def _metadata(value: Any) -> Any:
     if isinstance(value, list):
         return [_metadata(v) for v in value if v is not None]
     return value
-
-
-def _graph_files(path: Path, card: dict[str, Any]) -> list[Path]:
-    graphs = card.get("graphs") or {p.stem: {"file": p.name} for p in sorted(path.glob("*.onnx"))}
-    if not isinstance(graphs, dict) or not graphs:
-        raise ValueError(f"{path}: card.json lists no graphs and there is no .onnx file")
-    root = path.resolve()
-    files = []
-    for role, entry in graphs.items():
-        name = entry.get("file", f"{role}.onnx") if isinstance(entry, dict) else str(entry)
-        file = (root / name).resolve()
-        if root not in file.parents:
-            raise ValueError(f"{path}: graph {role!r} file {name!r} lies outside the artifact directory")
-        if not file.is_file():
-            raise ValueError(f"{path}: graph {role!r} file {name} is missing")
-        files.append(file)
-    return files
 
 
 def _sha256(files: list[Path]) -> str:
@@ -72,7 +56,7 @@ def read_artifact(path: str | Path) -> tuple[dict[str, Any], list[Path]]:
         raise ValueError(f"{card_path}: not valid JSON: {e}") from None
     if not isinstance(card, dict):
         raise ValueError(f"{card_path}: must hold a JSON object")
-    return card, _graph_files(path, card)
+    return card, list(graph_files(path, card).values())
 
 
 def _import(path: Path, home: str | Path | None) -> tuple[str, bool]:

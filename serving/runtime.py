@@ -45,8 +45,27 @@ MIN_SIZE, MAX_SIZE = 4, 2048  # working resolution of /translate (shorter side)
 MAX_WORK_SIDE = 4096  # longer side of the working image of /translate
 
 
-class LoadError(Exception):
+class LoadError(ValueError):
     """A stored model that cannot be served (missing file, bad ONNX, inputs off contract)."""
+
+
+def graph_files(path: Path, card: dict[str, Any]) -> dict[str, Path]:
+    """role -> ONNX file of a model or artifact directory, as card.json names them (or every
+    ``*.onnx`` when it names none); refuses missing files and files outside ``path``."""
+    spec = card.get("graphs") or {p.stem: {"file": p.name} for p in sorted(path.glob("*.onnx"))}
+    if not isinstance(spec, dict) or not spec:
+        raise LoadError(f"{path}: card.json lists no graphs and there is no .onnx file")
+    root = path.resolve()
+    files: dict[str, Path] = {}
+    for role, entry in spec.items():
+        name = entry.get("file", f"{role}.onnx") if isinstance(entry, dict) else str(entry)
+        file = (root / name).resolve()
+        if root not in file.parents:
+            raise LoadError(f"graph {role!r}: file {name!r} lies outside {path}")
+        if not file.is_file():
+            raise LoadError(f"graph {role!r}: {name} is missing")
+        files[role] = file
+    return files
 
 
 @dataclass(frozen=True)
@@ -507,25 +526,17 @@ def load_model(
     name: str, version: str, path: Path, card: dict[str, Any], providers: list[str], threads: int = 0
 ) -> GanModel:
     """Open one session per known role listed in ``card["graphs"]`` (or per ``*.onnx`` file)."""
-    spec = card.get("graphs") or {p.stem: {"file": p.name} for p in sorted(path.glob("*.onnx"))}
-    if not isinstance(spec, dict) or not spec:
-        raise LoadError("card.json lists no graphs and the model holds no .onnx file")
+    files = graph_files(path, card)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
-    root = path.resolve()
     graphs: dict[str, Graph] = {}
-    for role, entry in spec.items():
+    for role, fpath in files.items():
         if role not in KNOWN_ROLES:
             log.info("model %s: ignoring graph role %r (not served)", name, role)
             continue
-        file = entry.get("file", f"{role}.onnx") if isinstance(entry, dict) else str(entry)
-        fpath = (root / file).resolve()
-        if root not in fpath.parents:
-            raise LoadError(f"graph {role!r}: file {file!r} lies outside the model directory")
-        if not fpath.is_file():
-            raise LoadError(f"graph {role!r}: {file} is missing")
+        file = fpath.name
         try:
             session = ort.InferenceSession(str(fpath), sess_options=opts, providers=providers)
         except Exception as e:  # onnxruntime raises several unrelated types for bad files
