@@ -271,11 +271,10 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
             bar.update(1)
         if rank == 0 and (step % cfg.sample_every == 0 or step == cfg.steps):
             with torch.no_grad():
-                save_grid(variant.preview(ema.copies | {k: v for k, v in nets.items() if k not in ema.copies}, fixed),
-                          out / "samples" / f"step_{step:06d}.png")
+                save_grid(variant.preview(nets | ema.copies, fixed), out / "samples" / f"step_{step:06d}.png")
         if scorer is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
             if rank == 0:
-                eval_nets = {k: v for k, v in nets.items()} | ema.copies
+                eval_nets = nets | ema.copies  # EMA weights where there are any
                 with torch.no_grad():
                     score = scorer(eval_nets)
                 scalars.write(step, {"eval_score": score})
