@@ -37,6 +37,7 @@ class TrainConfig(BaseModel):
     r1_weight: float = Field(0.0, ge=0, description="R1 penalty weight on real images (0 = off)")
     pool_size: int = Field(0, ge=0, description="image pool of past fakes per discriminator (0 = off)")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="decay of the EMA copy of the generator(s)")
+    ema_warmup: bool = Field(True, description="EMA decay min(decay, (1+t)/(10+t)): early copies forget the init")
     lr_decay_start: int | None = Field(None, ge=0, description="step after which LR decays linearly to 0")
     ckpt_every: int = Field(500, ge=1, description="write checkpoints/latest.pt every N steps")
     sample_every: int = Field(500, ge=1, description="write samples/step_N.png every N steps")

@@ -22,7 +22,7 @@ import torch
 from training import distributed
 from training.config import TrainConfig, save_config
 from training.data import BatchSampler, ImageData, UnpairedData, load_dataset
-from training.ema import EMA
+from training.ema import EMA, recalibrate_batchnorm
 from training.image_pool import ImagePool
 from training.losses import AdversarialLoss
 from zoo import registry
@@ -174,7 +174,7 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     opts = make_optimizers(variant, nets, cfg)
     loss = AdversarialLoss(cfg.loss, cfg.gp_weight, cfg.r1_weight)
     pools: dict[str, ImagePool] = {}
-    ema = EMA({k: nets[k] for k in variant.ema_modules}, cfg.ema_decay)
+    ema = EMA({k: nets[k] for k in variant.ema_modules}, cfg.ema_decay, cfg.ema_warmup)
     sampler = BatchSampler(len(data), cfg.batch_size, cfg.seed, rank, world)
     scorer = default_scorer(variant, data, cfg)
     coverage_check = default_coverage_check(variant, data, cfg)
@@ -215,7 +215,15 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
             return fakes
         return pools.setdefault(name, ImagePool(cfg.pool_size)).query(fakes)
 
+    def averaged() -> dict[str, torch.nn.Module]:
+        """The nets with EMA weights where there are any, their BatchNorm statistics re-measured."""
+        merged = nets | ema.copies
+        bn_gen = torch.Generator().manual_seed(cfg.seed + 4242)  # the same inputs each time
+        recalibrate_batchnorm(ema.copies, lambda: variant.sample(merged, cfg.batch_size, bn_gen))
+        return merged
+
     def checkpoint(path: Path) -> None:
+        averaged()  # the EMA copies are saved (and exported) with statistics of their own
         rngs: list[Any] = [rng_state()]
         if world > 1:
             rngs = [None] * world
@@ -258,7 +266,7 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
                 g["lr"] = lr * factor
         ctx = StepContext(nets, opts, loss, step, cfg.d_steps, next_batch, replay)
         logs = variant.train_step(ctx)
-        ema.update({k: nets[k] for k in variant.ema_modules})
+        ema.update({k: nets[k] for k in variant.ema_modules}, step)
         step += 1
 
         if any(not math.isfinite(v) for v in logs.values()):
@@ -271,10 +279,10 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
             bar.update(1)
         if rank == 0 and (step % cfg.sample_every == 0 or step == cfg.steps):
             with torch.no_grad():
-                save_grid(variant.preview(nets | ema.copies, fixed), out / "samples" / f"step_{step:06d}.png")
+                save_grid(variant.preview(averaged(), fixed), out / "samples" / f"step_{step:06d}.png")
         if scorer is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
             if rank == 0:
-                eval_nets = nets | ema.copies  # EMA weights where there are any
+                eval_nets = averaged()
                 with torch.no_grad():
                     score = scorer(eval_nets)
                 scalars.write(step, {"eval_score": score})

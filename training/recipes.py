@@ -19,13 +19,15 @@ PRETRAINED = ROOT / "serving" / "pretrained"
 
 # name -> (dataset folder under the data root, arguments of `python -m training train`)
 RECIPES: dict[str, tuple[str, str]] = {
-    "dcgan": ("mnist", "dcgan --data mnist --steps 5000 --batch-size 64 --sample-every 250 --ckpt-every 250"),
+    "dcgan": ("mnist", "dcgan --data mnist --steps 14000 --batch-size 64 --lr-decay-start 9000 --eval-every 1000 "
+              "--sample-every 500 --ckpt-every 500"),
     "cgan": ("mnist", "cgan --data mnist --steps 4000 --batch-size 64 --model width=48 --sample-every 250 "
              "--ckpt-every 250"),
     "cgan-fashion": ("fashion_mnist", "cgan --data fashion_mnist --steps 4000 --batch-size 64 --model width=48 "
                      "--sample-every 250 --ckpt-every 250"),
-    "stylegan": ("mnist", "stylegan --data mnist --steps 4000 --batch-size 32 --lr-g 0.002 --lr-d 0.002 --beta1 0 "
-                 "--beta2 0.99 --r1-weight 10 --sample-every 250 --ckpt-every 250"),
+    "stylegan": ("mnist", "stylegan --data mnist --steps 18000 --batch-size 32 --lr-g 0.002 --lr-d 0.002 --beta1 0 "
+                 "--beta2 0.99 --r1-weight 10 --lr-decay-start 12000 --eval-every 1000 --sample-every 500 "
+                 "--ckpt-every 500"),
     "cyclegan": ("apple2orange", "cyclegan --data unpaired --loss lsgan --pool-size 50 --image-size 64 --batch-size 1 "
                  "--steps 3500 --lr-decay-start 1750 --ema-decay 0.998 --model ngf=24 --model n_blocks=5 "
                  "--sample-every 250 --ckpt-every 250"),
