@@ -19,7 +19,7 @@ PRETRAINED = ROOT / "serving" / "pretrained"
 
 # name -> (dataset folder under the data root, arguments of `python -m training train`)
 RECIPES: dict[str, tuple[str, str]] = {
-    "dcgan": ("mnist", "dcgan --data mnist --steps 14000 --batch-size 64 --lr-decay-start 9000 --eval-every 1000 "
+    "dcgan": ("mnist", "dcgan --data mnist --steps 17000 --batch-size 64 --lr-decay-start 11000 --eval-every 1000 "
               "--sample-every 500 --ckpt-every 500"),
     "cgan": ("mnist", "cgan --data mnist --steps 4000 --batch-size 64 --model width=48 --sample-every 250 "
              "--ckpt-every 250"),
