@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from serving.providers import DEVICES
+from serving.providers import DEVICES, PRECISIONS
 
 
 def _int(env: Mapping[str, str], key: str, default: int, minimum: int) -> int:
@@ -29,6 +29,7 @@ def _int(env: Mapping[str, str], key: str, default: int, minimum: int) -> int:
 @dataclass(frozen=True)
 class Settings:
     device: str = "auto"  # GANZOO_DEVICE: auto | cpu | cuda
+    precision: str = "auto"  # GANZOO_PRECISION: auto (fp16 on CUDA) | fp32 | fp16
     models: frozenset[str] | None = None  # GANZOO_MODELS: comma list; None = every ganzoo model
     max_n: int = 256  # GANZOO_MAX_N: most tiles per /generate
     max_pixels: int = 16_000_000  # GANZOO_MAX_PIXELS: largest accepted input image
@@ -42,9 +43,13 @@ class Settings:
         device = env.get("GANZOO_DEVICE", "auto").strip().lower() or "auto"
         if device not in DEVICES:
             raise ValueError(f"GANZOO_DEVICE must be one of {', '.join(DEVICES)}, got {device!r}")
+        precision = env.get("GANZOO_PRECISION", "auto").strip().lower() or "auto"
+        if precision not in PRECISIONS:
+            raise ValueError(f"GANZOO_PRECISION must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         names = [n.strip() for n in env.get("GANZOO_MODELS", "").split(",") if n.strip()]
         return cls(
             device=device,
+            precision=precision,
             models=frozenset(names) if names else None,
             max_n=_int(env, "GANZOO_MAX_N", cls.max_n, 1),
             max_pixels=_int(env, "GANZOO_MAX_PIXELS", cls.max_pixels, 1),

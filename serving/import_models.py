@@ -56,7 +56,8 @@ def read_artifact(path: str | Path) -> tuple[dict[str, Any], list[Path]]:
         raise ValueError(f"{card_path}: not valid JSON: {e}") from None
     if not isinstance(card, dict):
         raise ValueError(f"{card_path}: must hold a JSON object")
-    return card, list(graph_files(path, card).values())
+    files = {*graph_files(path, card).values(), *graph_files(path, card, "fp16").values()}
+    return card, sorted(files)
 
 
 def _import(path: Path, home: str | Path | None) -> tuple[str, bool]:

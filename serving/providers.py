@@ -33,3 +33,21 @@ def pick_providers(available: list[str], want: str = "auto") -> list[str]:
             f"(install onnxruntime-gpu; available: {', '.join(available) or 'none'})"
         )
     return [CPU]
+
+
+PRECISIONS = ("auto", "fp32", "fp16")
+
+
+def pick_precision(providers: list[str], want: str = "auto") -> str:
+    """Which graphs to load: ``fp16`` copies or ``fp32`` originals.
+
+    ``want`` is ``GANZOO_PRECISION``. ``auto`` takes fp16 only when CUDA leads ``providers``:
+    there it halves memory traffic, while ONNX Runtime's CPU kernels gain nothing from it.
+    ``fp16``/``fp32`` force the choice (a model without fp16 copies still loads, in fp32).
+    """
+    choice = (want or "auto").strip().lower()
+    if choice not in PRECISIONS:
+        raise ValueError(f"GANZOO_PRECISION must be one of {', '.join(PRECISIONS)}, got {want!r}")
+    if choice != "auto":
+        return choice
+    return "fp16" if providers and providers[0] == CUDA else "fp32"

@@ -49,16 +49,23 @@ class LoadError(ValueError):
     """A stored model that cannot be served (missing file, bad ONNX, inputs off contract)."""
 
 
-def graph_files(path: Path, card: dict[str, Any]) -> dict[str, Path]:
+def graph_files(path: Path, card: dict[str, Any], precision: str = "fp32") -> dict[str, Path]:
     """role -> ONNX file of a model or artifact directory, as card.json names them (or every
-    ``*.onnx`` when it names none); refuses missing files and files outside ``path``."""
-    spec = card.get("graphs") or {p.stem: {"file": p.name} for p in sorted(path.glob("*.onnx"))}
+    ``*.onnx`` when it names none); refuses missing files and files outside ``path``.
+
+    ``precision="fp16"`` takes a role's half-precision copy (``graphs[role]["fp16"]``) where
+    the card lists one and the float32 graph where it does not."""
+    spec = card.get("graphs") or {p.stem: {"file": p.name} for p in sorted(path.glob("*.onnx"))
+                                  if not p.name.endswith(".fp16.onnx")}
     if not isinstance(spec, dict) or not spec:
         raise LoadError(f"{path}: card.json lists no graphs and there is no .onnx file")
     root = path.resolve()
     files: dict[str, Path] = {}
     for role, entry in spec.items():
         name = entry.get("file", f"{role}.onnx") if isinstance(entry, dict) else str(entry)
+        half = entry.get("fp16") if isinstance(entry, dict) else None
+        if precision == "fp16" and isinstance(half, dict) and half.get("file"):
+            name = str(half["file"])
         file = (root / name).resolve()
         if root not in file.parents:
             raise LoadError(f"graph {role!r}: file {name!r} lies outside {path}")
@@ -85,8 +92,9 @@ class InputSpec:
 class Graph:
     """One ONNX graph (a role) and its input/output signature."""
 
-    def __init__(self, role: str, session: ort.InferenceSession) -> None:
+    def __init__(self, role: str, session: ort.InferenceSession, precision: str = "fp32") -> None:
         self.role = role
+        self.precision = precision
         self.session = session
         self.inputs = {
             i.name: InputSpec(i.name, _dims(i.shape), _DTYPES.get(i.type, np.float32)) for i in session.get_inputs()
@@ -290,6 +298,8 @@ class GanModel:
             "directions": list(self.directions),
             "provider": self.provider,
             "providers": sorted({g.provider for g in self.graphs.values()}),
+            "precision": "fp16" if all(g.precision == "fp16" for g in self.graphs.values()) else
+                         "fp32" if all(g.precision == "fp32" for g in self.graphs.values()) else "mixed",
             "sha256": _str(self.card.get("sha256")),
             "metrics": _finite(metrics) if isinstance(metrics, dict) else {},
             "dataset": _str(self.card.get("dataset")),
@@ -523,10 +533,12 @@ class GanModel:
 
 
 def load_model(
-    name: str, version: str, path: Path, card: dict[str, Any], providers: list[str], threads: int = 0
+    name: str, version: str, path: Path, card: dict[str, Any], providers: list[str], threads: int = 0,
+    precision: str = "fp32",
 ) -> GanModel:
-    """Open one session per known role listed in ``card["graphs"]`` (or per ``*.onnx`` file)."""
-    files = graph_files(path, card)
+    """Open one session per known role listed in ``card["graphs"]`` (or per ``*.onnx`` file),
+    from its fp16 copy where ``precision`` is fp16 and the card lists one."""
+    files = graph_files(path, card, precision)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
@@ -541,5 +553,5 @@ def load_model(
             session = ort.InferenceSession(str(fpath), sess_options=opts, providers=providers)
         except Exception as e:  # onnxruntime raises several unrelated types for bad files
             raise LoadError(f"graph {role!r}: onnxruntime cannot load {file}: {e}") from e
-        graphs[role] = Graph(role, session)
+        graphs[role] = Graph(role, session, "fp16" if file.endswith(".fp16.onnx") else "fp32")
     return GanModel(name, version, card, graphs)

@@ -59,6 +59,7 @@ class ModelInfo(BaseModel):
     directions: list[str] = Field(default_factory=list, description="Values for /translate?direction=")
     provider: str = Field(description="ONNX Runtime execution provider in use")
     providers: list[str] = Field(default_factory=list)
+    precision: str = Field("fp32", description="fp32, or fp16 where half-precision graphs are loaded (CUDA)")
     sha256: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     dataset: str | None = None

@@ -29,7 +29,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from serving import images
 from serving.config import Settings
 from serving.errors import ServingError, invalid
-from serving.providers import pick_providers
+from serving.providers import pick_precision, pick_providers
 from serving.runtime import GanModel
 from serving.sampling import MAX_SEED
 from serving.schemas import EncodeResponse, ErrorResponse, GenerateRequest, ModelInfo
@@ -133,15 +133,19 @@ class Ganzoo:
         Image.MAX_IMAGE_PIXELS = self.settings.max_pixels  # PIL's own decompression-bomb guard
         available = ort.get_available_providers()
         self.providers = pick_providers(available, self.settings.device)
+        self.precision = pick_precision(self.providers, self.settings.precision)
         log.info(
-            "onnxruntime %s: available providers %s; GANZOO_DEVICE=%s -> %s",
+            "onnxruntime %s: available providers %s; GANZOO_DEVICE=%s -> %s; GANZOO_PRECISION=%s -> %s",
             ort.__version__,
             available,
             self.settings.device,
             self.providers,
+            self.settings.precision,
+            self.precision,
         )
         self.models, self.failed = load_served(
-            self.providers, self.settings.models, self.settings.ort_threads, chunk=self.settings.batch
+            self.providers, self.settings.models, self.settings.ort_threads, chunk=self.settings.batch,
+            precision=self.precision,
         )
         if not self.models:
             log.warning("no ganzoo model to serve: import some with `python -m serving.import_models DIR`")

@@ -91,6 +91,7 @@ def load_served(
     threads: int = 0,
     store: ModelStore | None = None,
     chunk: int = 64,
+    precision: str = "fp32",
 ) -> tuple[dict[str, GanModel], dict[str, str]]:
     """Load the latest version of every ganzoo model: (served by name, failed name -> reason)."""
     store = store or model_store()
@@ -103,7 +104,8 @@ def load_served(
     for name, stored in chosen.items():
         try:
             card = read_card(stored)  # type: ignore[arg-type]
-            model = load_model(name, stored.tag.version, Path(stored.path), card, providers, threads)  # type: ignore[attr-defined]
+            model = load_model(name, stored.tag.version, Path(stored.path), card, providers, threads,  # type: ignore[attr-defined]
+                               precision)
         except Exception as e:  # a broken model must never stop the others from being served
             failed[name] = str(e)
             log.error("model %s:%s failed to load and is not served: %s", name, stored.tag.version, e)
@@ -111,11 +113,12 @@ def load_served(
         model.chunk = chunk
         served[name] = model
         log.info(
-            "model %s:%s serves %s on %s (roles: %s)",
+            "model %s:%s serves %s on %s in %s (roles: %s)",
             name,
             stored.tag.version,
             ", ".join(model.capabilities),
             model.provider,
+            model.info()["precision"],
             ", ".join(sorted(model.graphs)),
         )
     return served, failed

@@ -40,10 +40,11 @@ def served(tmp_path_factory):
         cli(["training", "export", str(runs / name), "--name", name], home)
     cli(["serving.import_models"], home)  # every shipped artifact
     with bentoml_server(home) as (url, _log):
-        yield url
+        yield url, home
 
 
 def test_plugin_and_builtin_trained_here_are_served(served):
+    served, _home = served
     models = {m["name"]: m for m in httpx.get(f"{served}/models").json()}
     assert models["plugin-wgan"]["variant"] == "wgan-gp"
     assert models["tiny-dcgan"]["variant"] == "dcgan"
@@ -55,6 +56,7 @@ def test_plugin_and_builtin_trained_here_are_served(served):
 
 
 def test_every_shipped_artifact_is_served_with_its_card(served):
+    served, _home = served
     shipped = sorted(p.name for p in PRETRAINED.iterdir() if (p / "card.json").exists())
     assert "dcgan" in shipped
     models = {m["name"]: m for m in httpx.get(f"{served}/models").json()}
@@ -66,6 +68,7 @@ def test_every_shipped_artifact_is_served_with_its_card(served):
 
 
 def test_shipped_dcgan_draws_every_digit(served):
+    served, _home = served
     from training.evaluation import classifier_predict
 
     r = httpx.get(f"{served}/generate", params={"model": "dcgan", "n": 256, "seed": 11, "format": "npy"})
@@ -78,6 +81,7 @@ def test_shipped_dcgan_draws_every_digit(served):
 
 
 def test_shipped_cyclegan_turns_a_real_test_apple_into_an_orange(served):
+    served, _home = served
     from training.evaluation import get_domain_classifier
 
     apple = sorted((REPO.parent / "shared" / "data" / "apple2orange" / "testA").glob("*.jpg"))[0]
@@ -94,7 +98,24 @@ def test_shipped_cyclegan_turns_a_real_test_apple_into_an_orange(served):
 
 
 def test_shipped_stylegan_mixes_styles(served):
+    served, _home = served
     r = httpx.get(f"{served}/mix", params={"model": "stylegan", "seeds": "1,2,3", "styles": "4,5"}, timeout=60)
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     w, h = Image.open(io.BytesIO(r.content)).size
     assert (w, h) == (3 * 32 + 4 * 2, 4 * 32 + 5 * 2)  # a header row/column plus the mixes
+
+
+def test_fp16_graphs_serve_the_same_digits_when_asked(served):
+    """GANZOO_PRECISION=fp16 (what a CUDA server picks by itself) loads the shipped fp16 copies;
+    ONNX Runtime's CPU provider runs them too, so their output is checked here against fp32."""
+    url32, home = served
+    params = {"model": "dcgan", "n": 16, "seed": 5, "format": "npy"}
+    with bentoml_server(home, {"GANZOO_PRECISION": "fp16", "GANZOO_MODELS": "dcgan,stylegan"}) as (url16, log):
+        models = {m["name"]: m for m in httpx.get(f"{url16}/models").json()}
+        assert sorted(models) == ["dcgan", "stylegan"]
+        assert {m["precision"] for m in models.values()} == {"fp16"}
+        half = np.load(io.BytesIO(httpx.get(f"{url16}/generate", params=params).content)).astype(int)
+        assert "GANZOO_PRECISION=fp16 -> fp16" in log.read_text()
+    full = np.load(io.BytesIO(httpx.get(f"{url32}/generate", params=params).content)).astype(int)
+    assert {m["precision"] for m in httpx.get(f"{url32}/models").json()} == {"fp32"}
+    assert half.shape == full.shape and np.abs(half - full).max() <= 8  # 8 of 255 grey levels

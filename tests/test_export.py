@@ -25,7 +25,7 @@ def run_dir(tmp_path_factory):
 
 def test_export_writes_a_self_contained_graph_with_metadata(run_dir):
     dest = export_run(run_dir, "tiny-dcgan", store=False)
-    assert sorted(p.name for p in dest.iterdir()) == ["card.json", "card.md", "generator.onnx"]
+    assert sorted(p.name for p in dest.iterdir()) == ["card.json", "card.md", "generator.fp16.onnx", "generator.onnx"]
     model = onnx.load(str(dest / "generator.onnx"))
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["ganzoo.task"] == "generate" and meta["ganzoo.latent_dim"] == "16"
@@ -47,3 +47,43 @@ def test_export_writes_a_self_contained_graph_with_metadata(run_dir):
 def test_parity_failure_is_loud(run_dir):
     with pytest.raises(ExportError, match="differs from PyTorch"):
         export_run(run_dir, "tiny-dcgan", store=False, tolerance=-1.0)
+
+
+def test_fp16_copy_is_half_the_size_close_to_fp32_and_served_when_asked(run_dir, tmp_path):
+    from serving.runtime import graph_files, load_model
+
+    dest = export_run(run_dir, "tiny-dcgan", tmp_path / "art", store=False)
+    card = json.loads((dest / "card.json").read_text())
+    half = card["graphs"]["generator"]["fp16"]
+    assert half["file"] == "generator.fp16.onnx" and 0 < half["max_abs_diff_vs_fp32"] <= 0.05
+    assert half["bytes"] < 0.7 * card["graphs"]["generator"]["bytes"]
+    graph = onnx.load(str(dest / half["file"])).graph
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 in and out
+    assert {p.key for p in onnx.load(str(dest / half["file"])).metadata_props} >= {"ganzoo.task", "ganzoo.role"}
+
+    assert graph_files(dest, card, "fp16")["generator"].name == "generator.fp16.onnx"
+    assert graph_files(dest, card, "fp32")["generator"].name == "generator.onnx"
+    m16 = load_model("tiny", "v", dest, card, ["CPUExecutionProvider"], 1, precision="fp16")
+    m32 = load_model("tiny", "v", dest, card, ["CPUExecutionProvider"], 1)
+    assert m16.info()["precision"] == "fp16" and m32.info()["precision"] == "fp32"
+    a, b = m16.generate(8, seed=3), m32.generate(8, seed=3)
+    assert a.shape == b.shape and np.abs(a.astype(float) - b.astype(float)).max() <= 0.05 * 255 / 2 + 1
+
+
+def test_fp16_is_optional_and_falls_back_to_fp32(run_dir, tmp_path):
+    from serving.runtime import graph_files
+
+    dest = export_run(run_dir, "tiny-dcgan", tmp_path / "art", store=False, fp16=False)
+    card = json.loads((dest / "card.json").read_text())
+    assert "fp16" not in card["graphs"]["generator"] and not (dest / "generator.fp16.onnx").exists()
+    assert graph_files(dest, card, "fp16")["generator"].name == "generator.onnx"
+
+
+def test_fp16_copy_that_strays_is_refused_and_not_written(run_dir, tmp_path):
+    from training.fp16 import FP16Error, add_fp16
+
+    dest = export_run(run_dir, "tiny-dcgan", tmp_path / "art", store=False, fp16=False)
+    with pytest.raises(FP16Error, match="differs from float32"):
+        add_fp16(dest, tolerance=0.0)
+    assert sorted(p.name for p in dest.iterdir()) == ["card.json", "card.md", "generator.onnx"]

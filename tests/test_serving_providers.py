@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from serving.config import Settings
-from serving.providers import CPU, CUDA, pick_providers
+from serving.providers import CPU, CUDA, pick_precision, pick_providers
 
 WITH_GPU = ["TensorrtExecutionProvider", CUDA, CPU]
 CPU_ONLY = ["AzureExecutionProvider", CPU]
@@ -54,8 +54,30 @@ def test_settings_defaults_and_env():
         ({"GANZOO_MAX_N": "many"}, "GANZOO_MAX_N must be an integer"),
         ({"GANZOO_MAX_N": "0"}, "GANZOO_MAX_N must be >= 1"),
         ({"GANZOO_DEVICE": "gpu"}, "GANZOO_DEVICE must be one of"),
+        ({"GANZOO_PRECISION": "int8"}, "GANZOO_PRECISION must be one of"),
     ],
 )
 def test_bad_settings_fail_at_start(env, words):
     with pytest.raises(ValueError, match=words):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    "providers, want, expected",
+    [
+        ([CUDA, CPU], "auto", "fp16"),  # the GPU gets the half-precision graphs
+        ([CPU], "auto", "fp32"),  # the CPU gains nothing from them
+        ([CUDA, CPU], "fp32", "fp32"),
+        ([CPU], "FP16", "fp16"),
+        ([CUDA, CPU], "", "fp16"),
+    ],
+)
+def test_pick_precision(providers, want, expected):
+    assert pick_precision(providers, want) == expected
+
+
+def test_precision_setting():
+    assert Settings.from_env({}).precision == "auto"
+    assert Settings.from_env({"GANZOO_PRECISION": " FP16 "}).precision == "fp16"
+    with pytest.raises(ValueError, match="GANZOO_PRECISION"):
+        pick_precision([CPU], "half")

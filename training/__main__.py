@@ -2,6 +2,7 @@
 
     python -m training train dcgan --data mnist --data-root ../shared/data/mnist --steps 3000 --out runs/dcgan
     python -m training export runs/dcgan --name dcgan
+    python -m training fp16 serving/pretrained/cgan        # fp16 copies of an exported artifact
     torchrun --nproc_per_node=2 -m training train dcgan ...
 """
 
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--out", help="artifact directory (default: RUN/export/NAME)")
     e.add_argument("--checkpoint", choices=["best", "latest"], default="best", help="which checkpoint")
     e.add_argument("--no-store", action="store_true", help="do not save into the BentoML model store")
+    e.add_argument("--no-fp16", action="store_true", help="no half-precision copies of the graphs")
+    h = sub.add_parser("fp16", help="add checked fp16 copies of the graphs to exported artifact directories")
+    h.add_argument("dirs", nargs="+", help="artifact directories (card.json + *.onnx)")
     v = sub.add_parser("eval", help="evaluation suite (see python -m training eval --help)", add_help=False)
     v.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -84,8 +88,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "export":
             from training.export import export_run
 
-            dest = export_run(args.run, args.name, args.out, args.checkpoint, store=not args.no_store)
+            dest = export_run(args.run, args.name, args.out, args.checkpoint, store=not args.no_store,
+                              fp16=not args.no_fp16)
             print(f"exported {args.name} -> {dest}")
+        elif args.cmd == "fp16":
+            from pathlib import Path
+
+            from training.fp16 import add_fp16
+
+            for d in args.dirs:
+                diffs = add_fp16(Path(d))
+                print(f"{d}: fp16 max abs diff vs fp32: " + ", ".join(f"{r} {v:.2g}" for r, v in diffs.items()))
         else:
             from training.evaluation.cli import main as eval_main
 

@@ -136,8 +136,10 @@ def export_run(
     store: bool = True,
     metrics: dict[str, Any] | None = None,
     tolerance: float = TOLERANCE,
+    fp16: bool = True,
 ) -> Path:
-    """Export ``run`` as artifact ``name`` into ``out`` (default ``<run>/export/<name>``)."""
+    """Export ``run`` as artifact ``name`` into ``out`` (default ``<run>/export/<name>``), with
+    an fp16 copy of each graph for GPUs unless ``fp16`` is false (training/fp16.py)."""
     variant, nets, state = load_run(run, which)
     cfg = state["config"]
     dest = Path(out) if out is not None else Path(run) / "export" / name
@@ -185,6 +187,11 @@ def export_run(
             "bytes": path.stat().st_size,
         }
     (dest / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    if fp16:
+        from training.fp16 import add_fp16
+
+        add_fp16(dest)
+        card = json.loads((dest / "card.json").read_text())
     (dest / "card.md").write_text(render_card(card))
     if store:
         from serving.import_models import import_artifact
