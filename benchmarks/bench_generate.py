@@ -66,10 +66,11 @@ def _s(result: tuple[list[float], float], n: int) -> dict[str, float]:
             "images_per_s": n * len(latencies) / wall}
 
 
-def bench_ort(artifact: Path, n: int, calls: int) -> dict[str, float]:
+def bench_ort(artifact: Path, n: int, calls: int, file: str = "generator.onnx",
+              providers: list[str] | None = None) -> dict[str, float]:
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(artifact / "generator.onnx"), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(artifact / file), providers=providers or ["CPUExecutionProvider"])
     latent = sess.get_inputs()[0].shape[1]
     z = np.random.default_rng(0).standard_normal((n, latent)).astype(np.float32)
     return _s(timed(lambda: sess.run(None, {"z": z}), calls), n)
@@ -125,12 +126,20 @@ def main() -> int:
     p.add_argument("--calls", type=int, default=60)
     p.add_argument("--out", help="write the markdown table here as well")
     args = p.parse_args()
+    import onnxruntime as ort
+
+    from serving.providers import pick_providers
+
     artifact, run = ROOT / args.artifact, ROOT / args.run
+    providers = pick_providers(ort.get_available_providers())
     rows: list[tuple[str, int, int, dict[str, float]]] = []
     for n in (1, 64):
         if (run / "checkpoints").exists():
             rows.append(("PyTorch eager, in-process", n, 1, bench_torch(run, n, args.calls)))
-        rows.append(("ONNX Runtime, in-process", n, 1, bench_ort(artifact, n, args.calls)))
+        rows.append(("ONNX Runtime, in-process", n, 1, bench_ort(artifact, n, args.calls, providers=providers)))
+        if (artifact / "generator.fp16.onnx").exists():
+            rows.append(("ONNX Runtime fp16 graph, in-process", n, 1,
+                         bench_ort(artifact, n, args.calls, "generator.fp16.onnx", providers)))
     home = Path(tempfile.mkdtemp(prefix="ganzoo-bench-"))
     proc, url = start_server(artifact, home)
     try:
@@ -150,7 +159,7 @@ def main() -> int:
     lines = [
         f"## `{args.model}` generation, {dt.date.today().isoformat()}",
         "",
-        f"Machine: {cpu}, {os.cpu_count()} cores, no GPU (ONNX Runtime CPUExecutionProvider). "
+        f"Machine: {cpu}, {os.cpu_count()} cores; ONNX Runtime providers {', '.join(providers)}. "
         f"{args.calls} calls per row after one warm-up call.",
         "",
         "| path | n | images/s | p50 ms | p99 ms |",
