@@ -4,7 +4,7 @@ PyTorch eager in-process (the run's EMA generator), ONNX Runtime in-process (the
 graph), and the HTTP service (a real ``bentoml serve`` on 127.0.0.1) under concurrency 1 and
 8. Reports images/s and p50/p99 latency for n=1 and n=64, with the date and the machine.
 
-    python benchmarks/bench_generate.py --artifact serving/pretrained/dcgan --run runs/dcgan-mnist \
+    python benchmarks/bench_generate.py --artifact serving/pretrained/dcgan --run runs/pretrained-dcgan \
         --out docs/PERFORMANCE.md
 """
 
@@ -121,7 +121,7 @@ def bench_http(url: str, model: str, n: int, calls: int, concurrency: int) -> di
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--artifact", default="serving/pretrained/dcgan")
-    p.add_argument("--run", default="runs/dcgan-mnist", help="training run for the PyTorch eager row (optional)")
+    p.add_argument("--run", default="runs/pretrained-dcgan", help="training run for the PyTorch eager row (optional)")
     p.add_argument("--model", default="dcgan")
     p.add_argument("--calls", type=int, default=60)
     p.add_argument("--out", help="write the markdown table here as well")
