@@ -60,3 +60,12 @@ def test_recalibration_without_batchnorm_or_without_a_prior_changes_nothing():
     assert not recalibrate_batchnorm({"G": net}, no_prior)
     assert all(torch.equal(before[k], v) for k, v in net[1].state_dict().items())
     assert net[1].momentum == 0.1
+
+
+def test_batchnorm_that_forward_does_not_reach_keeps_its_statistics():
+    decoder, encoder = _net().eval(), _net().eval()
+    with torch.no_grad():
+        encoder[1].running_mean.fill_(5.0)
+    assert recalibrate_batchnorm({"Dec": decoder, "E": encoder}, lambda: decoder(torch.randn(64, 4)))
+    assert torch.equal(encoder[1].running_mean, torch.full((8,), 5.0))
+    assert int(decoder[1].num_batches_tracked) == 16

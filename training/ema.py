@@ -61,9 +61,10 @@ def recalibrate_batchnorm(modules: dict[str, nn.Module], forward: Callable[[], A
     statistics were not measured on; its eval-mode samples then drift (washed-out or
     saturated strokes). ``forward()`` runs the modules on fresh inputs (e.g. a variant's
     ``sample``); each BatchNorm it reaches gets the plain average of ``batches`` batch
-    statistics. Returns whether it recalibrated: not when there is no BatchNorm, nor when
-    ``forward`` raises NotImplementedError (a variant without a prior to sample), in which
-    case the statistics are left as they were.
+    statistics, and those it does not reach (an encoder, when sampling decodes) keep theirs.
+    Returns whether it recalibrated: not when there is no BatchNorm, nor when ``forward``
+    raises NotImplementedError (a variant without a prior to sample), in which case the
+    statistics are left as they were.
     """
     bns = batchnorms(modules)
     if not bns:
@@ -84,6 +85,6 @@ def recalibrate_batchnorm(modules: dict[str, nn.Module], forward: Callable[[], A
         for m, (momentum, training, state) in zip(bns, saved, strict=True):
             m.momentum = momentum
             m.train(training)
-            if not done:
+            if not done or int(m.num_batches_tracked) == 0:  # not reached by forward(): keep as found
                 m.load_state_dict(state)
     return done
