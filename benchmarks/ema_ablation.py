@@ -18,12 +18,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from training.config import TrainConfig  # noqa: E402
 from training.ema import recalibrate_batchnorm  # noqa: E402
 from training.evaluation import metrics as M  # noqa: E402
 from training.evaluation.suite import _subset, draw, load_reference, to_float  # noqa: E402
-from training.loop import make_variant  # noqa: E402
-from zoo.spec import DataInfo  # noqa: E402
+from training.export import load_run  # noqa: E402
 
 
 def main() -> int:
@@ -33,10 +31,8 @@ def main() -> int:
     p.add_argument("--checkpoint", default="latest")
     p.add_argument("-n", type=int, default=1000)
     args = p.parse_args()
-    state = torch.load(Path(args.run) / "checkpoints" / f"{args.checkpoint}.pt", map_location="cpu",
-                       weights_only=False)
-    cfg = TrainConfig(**state["config"]).model_copy(update={"model": state["variant_config"], "image_size": None})
-    variant = make_variant(cfg, DataInfo(**state["data_info"]))
+    variant, _, state = load_run(args.run, args.checkpoint)
+    batch_size, dataset = state["config"]["batch_size"], state["config"]["data"]
 
     def nets_from(ema: bool, own_stats: bool) -> dict[str, torch.nn.Module]:
         nets = variant.build()
@@ -50,7 +46,7 @@ def main() -> int:
             m.eval()
         return nets
 
-    ref = load_reference(cfg.data, args.data_root, variant.image_size, variant.channels)
+    ref = load_reference(dataset, args.data_root, variant.image_size, variant.channels)
     real = to_float(ref.test.images[_subset(len(ref.test), args.n, 1)])
     print(f"{args.run} step {state['step']}: {args.n} samples vs {args.n} test images")
     for label, ema, own in (("live G", False, False), ("EMA, live G's BN stats", True, False),
@@ -59,7 +55,7 @@ def main() -> int:
         if ema and own:  # checkpoints already hold re-measured stats; measure again to be sure
             g = torch.Generator().manual_seed(4242)
             recalibrate_batchnorm({k: nets[k] for k in state["ema"]},
-                                  lambda nets=nets, g=g: variant.sample(nets, cfg.batch_size, g))
+                                  lambda nets=nets, g=g: variant.sample(nets, batch_size, g))
         with torch.no_grad():
             fake = draw(lambda n, gen, nets=nets: variant.sample(nets, n, gen), args.n, 0)
         r = M.one_nn_accuracy(fake, real)
