@@ -65,6 +65,16 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path):
     assert not torch.equal(a["nets"]["G"]["net.0.weight"], c["nets"]["G"]["net.0.weight"])
 
 
+def test_resume_follows_the_configured_lr_schedule_not_the_restored_rate(tmp_path):
+    # the first leg ends mid-decay, so its checkpoint stores a reduced rate; the resumed leg must
+    # scale the configured rate, not the stored one (which would decay twice)
+    train(tiny_cfg(tmp_path, 3, lr_decay_start=1), progress=False)
+    assert final_state(tmp_path)["opts"]["G"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * 0.5)
+    train(tiny_cfg(tmp_path, 6, lr_decay_start=1, resume=True), progress=False)
+    # the last step (index 5) of a 6-step run decaying from step 1 runs at 1 - 4/5 of the rate
+    assert [g["lr"] for g in final_state(tmp_path)["opts"]["G"]["param_groups"]] == pytest.approx([2e-4 * 0.2])
+
+
 def test_config_file_is_loaded_and_flags_override_it(tmp_path, capsys):
     conf = tmp_path / "c.yaml"
     conf.write_text(yaml.safe_dump({"data": "digits", "steps": 50, "batch_size": 8, "model": TINY, "threads": 1,

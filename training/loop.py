@@ -172,6 +172,8 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     nets = variant.build()
     distributed.broadcast_modules(nets)
     opts = make_optimizers(variant, nets, cfg)
+    # taken before a checkpoint restores the decayed rates, so a resumed run follows cfg's schedule
+    base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in opts.items()}
     loss = AdversarialLoss(cfg.loss, cfg.gp_weight, cfg.r1_weight)
     pools: dict[str, ImagePool] = {}
     ema = EMA({k: nets[k] for k in variant.ema_modules}, cfg.ema_decay, cfg.ema_warmup)
@@ -255,7 +257,6 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.steps, initial=step, desc=cfg.variant, dynamic_ncols=True)
-    base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in opts.items()}
     start_step, t0 = step, time.perf_counter()
     for m in nets.values():
         m.train()
