@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -73,6 +74,21 @@ def test_resume_follows_the_configured_lr_schedule_not_the_restored_rate(tmp_pat
     train(tiny_cfg(tmp_path, 6, lr_decay_start=1, resume=True), progress=False)
     # the last step (index 5) of a 6-step run decaying from step 1 runs at 1 - 4/5 of the rate
     assert [g["lr"] for g in final_state(tmp_path)["opts"]["G"]["param_groups"]] == pytest.approx([2e-4 * 0.2])
+
+
+def test_a_resumed_run_records_the_command_of_each_leg_for_its_card(tmp_path):
+    from training.export import export_run
+
+    out, tiny = tmp_path / "run", [f"{k}={v}" for k, v in TINY.items()]
+    base = ["train", "dcgan", "--data", "digits", "--batch-size", "8", "--out", str(out), "--threads", "1",
+            "--no-progress", "--sample-every", "100", *[a for m in tiny for a in ("--model", m)]]
+    assert cli([*base, "--steps", "2"]) == 0
+    assert cli([*base, "--steps", "3", "--resume"]) == 0
+    assert cli([*base, "--steps", "3", "--resume"]) == 0  # nothing left to run: no new leg
+    card = json.loads((export_run(out, "legs", tmp_path / "art", store=False, fp16=False) / "card.json").read_text())
+    legs = card["train_command"].splitlines()
+    assert len(legs) == 2 and all(c.startswith("python -m training train dcgan") for c in legs)
+    assert "--steps 2" in legs[0] and "--steps 3 --resume" in legs[1]
 
 
 def test_config_file_is_loaded_and_flags_override_it(tmp_path, capsys):

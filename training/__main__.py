@@ -53,9 +53,7 @@ def _resolve(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**data)
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    argv = sys.argv[1:] if argv is None else argv
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -75,7 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("dirs", nargs="+", help="artifact directories (card.json + *.onnx)")
     v = sub.add_parser("eval", help="evaluation suite (see python -m training eval --help)", add_help=False)
     v.add_argument("rest", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
 
     try:
         if args.cmd == "train":

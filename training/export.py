@@ -166,7 +166,8 @@ def export_run(
         "git_commit": git_commit(),
         "sha256": sha,
         "metrics": metrics or {},
-        "train_command": state.get("command") or _train_command(cfg),
+        # a resumed run lists the command of each leg, one per line, in the order they ran
+        "train_command": "\n".join(state.get("commands") or [state.get("command") or _train_command(cfg)]),
         "wall_time_s": round(float(state.get("wall_time_s", 0.0)), 1),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         **variant.metadata(),

@@ -189,6 +189,7 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     fixed = variant.preview_inputs(64, preview_gen, preview_batches)
 
     step, batches_used, best, wall_before = 0, 0, {"score": math.inf, "step": -1}, 0.0
+    history: list[str] = []  # the commands of every leg of a resumed run, in order, so it can be reproduced
     torch.manual_seed(cfg.seed * 1000 + rank)
     latest = ckpt_dir / "latest.pt"
     if latest.exists():
@@ -202,7 +203,8 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
             pools.setdefault(k, ImagePool(cfg.pool_size)).load_state_dict(sd)
         step, batches_used, best = state["step"], state["batches_used"], state["best"]
         wall_before = float(state.get("wall_time_s", 0.0))
-        command = command or state.get("command")
+        history = list(state.get("commands") or [c for c in [state.get("command")] if c])
+        command = command or (history[-1] if history else None)
         set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
         log.info("resumed from %s at step %d", latest, step)
 
@@ -246,6 +248,7 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
                 "variant_config": variant.config.model_dump(mode="json"),
                 "data_info": info.__dict__,
                 "command": command,
+                "commands": history + [command] if command and history[-1:] != [command] else history,
                 "wall_time_s": wall_before + time.perf_counter() - t0,
             },
             path,
