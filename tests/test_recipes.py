@@ -9,12 +9,8 @@ import pytest
 
 from training.__main__ import _resolve, build_parser
 from training.loop import make_variant
-from training.recipes import PRETRAINED, RECIPES
+from training.recipes import PRETRAINED, RECIPES, legs
 from zoo.spec import DataInfo
-
-
-def legs(name: str) -> list[str]:
-    return [RECIPES[name][1]] if isinstance(RECIPES[name][1], str) else list(RECIPES[name][1])
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))

@@ -42,10 +42,16 @@ RECIPES: dict[str, tuple[str, str | tuple[str, ...]]] = {
 }
 
 
+def legs(name: str) -> tuple[str, ...]:
+    """The argument strings of a recipe's legs, in the order they run."""
+    args = RECIPES[name][1]
+    return (args,) if isinstance(args, str) else args
+
+
 def run(name: str, data_root: Path, threads: int = 1) -> None:
-    folder, legs = RECIPES[name]
+    folder = RECIPES[name][0]
     out = Path("runs") / f"pretrained-{name}"  # relative: the card records this command
-    for args in (legs,) if isinstance(legs, str) else legs:
+    for args in legs(name):
         train = [sys.executable, "-m", "training", "train", *shlex.split(args), "--data-root",
                  str(data_root / folder), "--out", str(out), "--threads", str(threads), "--no-progress", "--resume"]
         print("+", shlex.join(train), flush=True)
