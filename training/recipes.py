@@ -20,8 +20,9 @@ PRETRAINED = ROOT / "serving" / "pretrained"
 # name -> (dataset folder under the data root, arguments of `python -m training train`); a tuple of
 # argument strings is a run in legs, each resuming the last (e.g. a slower second anneal)
 RECIPES: dict[str, tuple[str, str | tuple[str, ...]]] = {
-    "dcgan": ("mnist", "dcgan --data mnist --steps 17000 --batch-size 64 --lr-decay-start 11000 --eval-every 1000 "
-              "--sample-every 500 --ckpt-every 500"),
+    # R1 (gamma 1) on the reals: 5000 steps at width 48 beat 17000 steps at width 64 without it (FID 5.9 vs 21.3)
+    "dcgan": ("mnist", "dcgan --data mnist --steps 6000 --batch-size 64 --model width=48 --r1-weight 1 "
+              "--lr-decay-start 4000 --eval-every 500 --sample-every 500 --ckpt-every 500"),
     # R1 (gamma 1) keeps the projection D from winning: without it D takes over after ~4000 steps
     # (D loss 0.01, less variety within each class) and the run must stop there (1-NN 0.604)
     "cgan": ("mnist", "cgan --data mnist --steps 8000 --batch-size 64 --model width=48 --r1-weight 1 "
