@@ -27,8 +27,8 @@ RECIPES: dict[str, tuple[str, str | tuple[str, ...]]] = {
     # (D loss 0.01, less variety within each class) and the run must stop there (1-NN 0.604)
     "cgan": ("mnist", "cgan --data mnist --steps 8000 --batch-size 64 --model width=48 --r1-weight 1 "
              "--lr-decay-start 5000 --eval-every 500 --sample-every 500 --ckpt-every 500"),
-    "cgan-fashion": ("fashion_mnist", "cgan --data fashion_mnist --steps 4000 --batch-size 64 --model width=48 "
-                     "--eval-every 1000 --sample-every 500 --ckpt-every 500"),
+    "cgan-fashion": ("fashion_mnist", "cgan --data fashion_mnist --steps 8000 --batch-size 64 --model width=48 "
+                     "--r1-weight 1 --lr-decay-start 5000 --eval-every 500 --sample-every 500 --ckpt-every 500"),
     "stylegan": ("mnist", (
         "stylegan --data mnist --steps 18000 --batch-size 32 --lr-g 0.002 --lr-d 0.002 --beta1 0 --beta2 0.99 "
         "--r1-weight 10 --lr-decay-start 12000 --eval-every 1000 --sample-every 500 --ckpt-every 500",
