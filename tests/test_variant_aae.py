@@ -95,6 +95,40 @@ def test_encoder_alone_is_what_the_regularisation_phase_moves():
     assert not changed(before, nets, "Dec") and not changed(before, nets, "D")
 
 
+def test_image_phase_trains_dx_and_the_decoder_alone():
+    torch.manual_seed(0)
+    v = AAE(AAE.Config(**TINY, image_adv=0.1), DataInfo(channels=1, num_classes=10, name="digits"))
+    assert v.optimizer_groups == {"AE": ("E", "Dec"), "D": ("D",), "G": ("E",), "DX": ("DX",), "Dec": ("Dec",)}
+    nets = v.build()
+    assert set(nets) == {"E", "Dec", "D", "DX"} and nets["DX"](torch.rand(3, 1, 16, 16)).shape == (3,)
+    opts = {g: torch.optim.SGD([p for n in names for p in nets[n].parameters()], lr=0.0)
+            for g, names in v.optimizer_groups.items()}
+    opts["DX"] = torch.optim.Adam(nets["DX"].parameters(), 1e-3)
+    opts["Dec"] = torch.optim.Adam(nets["Dec"].parameters(), 1e-3)  # only phase 3 may move anything
+    batch = {"image": torch.rand(4, 1, 16, 16) * 2 - 1}
+    before = snapshot(nets)
+    logs = v.train_step(StepContext(nets, opts, AdversarialLoss(r1_weight=1.0), 0, 1, lambda: batch,
+                                    lambda n, x: x))
+    assert {"loss_dx", "loss_gx"} <= set(logs) and all(np.isfinite(list(logs.values())))
+    assert changed(before, nets, "DX") and changed(before, nets, "Dec")
+    assert not changed(before, nets, "E") and not changed(before, nets, "D")
+    assert all(p.requires_grad for p in nets["DX"].parameters())
+    # the paper's AAE (image_adv 0) builds no image discriminator
+    assert "DX" not in tiny().build() and "DX" not in tiny().optimizer_groups
+
+
+def test_image_adv_run_resumes_and_exports_the_same_two_graphs(tmp_path):
+    cfg = {"variant": "aae", "data": "digits", "out": str(tmp_path / "run"), "batch_size": 8, "threads": 1,
+           "sample_every": 100, "model": {**TINY, "image_adv": 0.1}}
+    train(TrainConfig(**cfg, steps=2), progress=False)
+    train(TrainConfig(**cfg, steps=3, resume=True), progress=False)
+    _, nets, _ = load_run(tmp_path / "run")
+    assert "DX" in nets
+    dest = export_run(tmp_path / "run", "tiny-aae-x", out=tmp_path / "art", store=False)
+    card = json.loads((dest / "card.json").read_text())
+    assert sorted(card["graphs"]) == ["encoder", "generator"] and card["steps"] == 3
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("aae-run")
