@@ -16,9 +16,11 @@ Each training step runs the paper's two phases on the same batch:
 Once q(z) matches the prior, decoding prior samples generates images (``sample``), and the
 encoder gives a smooth 8-dimensional code for every image (``encode``).
 
-``image_adv > 0`` adds a third phase that the paper does not have: an image discriminator
-``DX`` (the DCGAN discriminator) tells real images from decoded prior samples, and the decoder
-alone is updated to fool it, weighted by ``image_adv``. An MSE decoder returns the mean of
+``image_adv > 0`` adds what the paper does not have: an image discriminator ``DX`` (the DCGAN
+discriminator) tells real images from decoded prior samples (phase 3), and the decoder's
+phase-1 loss gains ``image_adv`` times the generator loss on those samples; it sits in the
+same optimiser step as the reconstruction error, so the weight is a real trade-off (Adam
+would undo the scale of a separate step). An MSE decoder returns the mean of
 every image a code could stand for, so its samples are blurred averages that a
 nearest-neighbour test tells from real digits at a glance; the pixel-space game pushes them
 back onto the image manifold (as VAE-GAN, Larsen et al. 2016, does for the VAE), while the
@@ -85,7 +87,7 @@ class AAE(Variant):
     def optimizer_groups(self) -> dict[str, tuple[str, ...]]:
         groups = {"AE": ("E", "Dec"), "D": ("D",), "G": ("E",)}
         if self.config.image_adv > 0:
-            groups |= {"DX": ("DX",), "Dec": ("Dec",)}
+            groups["DX"] = ("DX",)
         return groups
 
     def build(self) -> dict[str, nn.Module]:
@@ -109,11 +111,22 @@ class AAE(Variant):
     def train_step(self, ctx: StepContext) -> dict[str, float]:
         E, Dec, D = ctx.nets["E"], ctx.nets["Dec"], ctx.nets["D"]
         x = ctx.next_batch()["image"].to(ctx.device)
+        DX = ctx.nets.get("DX")
 
-        # 1. reconstruction phase: E and Dec minimise the reconstruction error
+        # 1. reconstruction phase: E and Dec minimise the reconstruction error (and, with an
+        #    image discriminator, Dec also makes decoded prior samples look real to it)
         ctx.opts["AE"].zero_grad(set_to_none=True)
         loss_recon = F.mse_loss(Dec(E(x)), x)
-        loss_recon.backward()
+        loss_ae = loss_recon
+        if DX is not None:
+            fake = Dec(self.prior(x.shape[0], x.device))
+            DX.requires_grad_(False)
+            try:
+                loss_gx = ctx.loss.generator(DX(fake))
+            finally:
+                DX.requires_grad_(True)
+            loss_ae = loss_recon + self.config.image_adv * loss_gx
+        loss_ae.backward()
         ctx.opts["AE"].step()
 
         # 2a. regularisation, discriminator: prior samples are real, codes E(x) are fake
@@ -138,30 +151,15 @@ class AAE(Variant):
         ctx.opts["G"].step()
         logs = {"loss_recon": float(loss_recon.detach()), "loss_d": float(loss_d.detach()),
                 "loss_g": float(loss_g.detach())}
-        if "DX" in ctx.nets:
-            logs |= self._image_phase(ctx, x)
+
+        # 3. (image_adv > 0) the image discriminator: real images vs the decoded prior samples of phase 1
+        if DX is not None:
+            ctx.opts["DX"].zero_grad(set_to_none=True)
+            loss_dx = ctx.loss.discriminator(DX, x, ctx.replay("DX", fake.detach()))
+            loss_dx.backward()
+            ctx.opts["DX"].step()
+            logs |= {"loss_dx": float(loss_dx.detach()), "loss_gx": float(loss_gx.detach())}
         return logs
-
-    def _image_phase(self, ctx: StepContext, x: torch.Tensor) -> dict[str, float]:
-        """3. (``image_adv > 0``) DX learns real images vs decoded prior samples; Dec learns to fool it."""
-        Dec, DX = ctx.nets["Dec"], ctx.nets["DX"]
-        z = self.prior(x.shape[0], x.device)
-        with torch.no_grad():
-            fake = Dec(z)
-        ctx.opts["DX"].zero_grad(set_to_none=True)
-        loss_dx = ctx.loss.discriminator(DX, x, ctx.replay("DX", fake))
-        loss_dx.backward()
-        ctx.opts["DX"].step()
-
-        ctx.opts["Dec"].zero_grad(set_to_none=True)
-        DX.requires_grad_(False)
-        try:
-            loss_gx = ctx.loss.generator(DX(Dec(z)))
-            (self.config.image_adv * loss_gx).backward()
-        finally:
-            DX.requires_grad_(True)
-        ctx.opts["Dec"].step()
-        return {"loss_dx": float(loss_dx.detach()), "loss_gx": float(loss_gx.detach())}
 
     # -- helpers for sampling and the evaluation suite ---------------------------------------
     @torch.no_grad()
