@@ -9,7 +9,7 @@ import pytest
 
 from training.__main__ import _resolve, build_parser
 from training.loop import make_variant
-from training.recipes import PRETRAINED, RECIPES, legs
+from training.recipes import EXPORT_ARGS, PRETRAINED, RECIPES, legs
 from zoo.spec import DataInfo
 
 
@@ -34,3 +34,9 @@ def test_the_shipped_card_was_trained_by_its_recipe(name):
         assert cmd[:4] == ["python", "-m", "training", "train"] and cmd[4] == ours[0]
         pairs = {(a, b) for a, b in zip(cmd[5:], cmd[6:], strict=False)}
         assert all((a, b) in pairs for a, b in zip(ours[1::2], ours[2::2], strict=False)), (name, leg)
+    # and the export took the checkpoint the recipe names (keep-best unless it says otherwise)
+    args = EXPORT_ARGS.get(name, ())
+    which = args[args.index("--checkpoint") + 1] if "--checkpoint" in args else "best"
+    if card["task"] == "translate":
+        which = "latest"  # no keep-best score for translation: export falls back to the latest checkpoint
+    assert card["checkpoint"] == f"{which}.pt", name
