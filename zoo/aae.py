@@ -20,11 +20,11 @@ encoder gives a smooth 8-dimensional code for every image (``encode``).
 discriminator) tells real images from decoded prior samples (phase 3), and the decoder's
 phase-1 loss gains ``image_adv`` times the generator loss on those samples; it sits in the
 same optimiser step as the reconstruction error, so the weight is a real trade-off (Adam
-would undo the scale of a separate step). An MSE decoder returns the mean of
-every image a code could stand for, so its samples are blurred averages that a
-nearest-neighbour test tells from real digits at a glance; the pixel-space game pushes them
-back onto the image manifold (as VAE-GAN, Larsen et al. 2016, does for the VAE), while the
-reconstruction phase keeps the code meaningful.
+would undo the scale of a separate step). An MSE decoder returns the mean of every image a
+code could stand for, so its samples are blurred averages that a nearest-neighbour test tells
+from real digits at a glance; the pixel-space game pushes them back onto the image manifold
+(as VAE-GAN, Larsen et al. 2016, does for the VAE), while the reconstruction phase keeps the
+code meaningful.
 """
 
 from __future__ import annotations
