@@ -40,6 +40,10 @@ RECIPES: dict[str, tuple[str, str | tuple[str, ...]]] = {
         "stylegan --data mnist --steps 45000 --batch-size 32 --lr-g 0.0005 --lr-d 0.0005 --beta1 0 --beta2 0.99 "
         "--r1-weight 10 --lr-decay-start 35000 --eval-every 500 --sample-every 500 --ckpt-every 500 "
         "--model style_mixing=0",
+        # and a fourth, the same again: FID 2.0 -> 1.8, 1-NN 0.597 -> 0.590, exported from the latest
+        "stylegan --data mnist --steps 55000 --batch-size 32 --lr-g 0.0005 --lr-d 0.0005 --beta1 0 --beta2 0.99 "
+        "--r1-weight 10 --lr-decay-start 45000 --eval-every 500 --sample-every 500 --ckpt-every 500 "
+        "--model style_mixing=0",
     )),
     "cyclegan": ("apple2orange", "cyclegan --data unpaired --loss lsgan --pool-size 50 --image-size 64 --batch-size 1 "
                  "--steps 3500 --lr-decay-start 1750 --ema-decay 0.998 --model ngf=24 --model n_blocks=5 "
@@ -55,6 +59,9 @@ EXPORT_ARGS: dict[str, tuple[str, ...]] = {
     # the keep-best score (worse side of a 500-vs-500 1-NN test) peaked at step 3000 while the
     # suite's pooled 1-NN kept falling with the LR: 0.629 at 3000, 0.614 at 5500, 0.593 at 8000
     "aae": ("--checkpoint", "latest"),
+    # keep-best stayed at step 45000 (quick score 0.592) while the fourth leg's last step measured
+    # better on the suite: 1-NN 0.590 vs 0.597, FID 1.8 vs 2.0
+    "stylegan": ("--checkpoint", "latest"),
 }
 
 
