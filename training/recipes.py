@@ -35,8 +35,8 @@ RECIPES: dict[str, tuple[str, str | tuple[str, ...]]] = {
         # a second, slower anneal from a quarter of the peak rate
         "stylegan --data mnist --steps 35000 --batch-size 32 --lr-g 0.0005 --lr-d 0.0005 --beta1 0 --beta2 0.99 "
         "--r1-weight 10 --lr-decay-start 18000 --eval-every 1000 --sample-every 500 --ckpt-every 500",
-        # a third anneal without style mixing: the suite samples unmixed styles, and training G on
-        # 90% mixed batches spent its capacity there (1-NN 0.620 -> 0.597, FID 3.2 -> 2.0)
+        # a third anneal without style mixing: the default mixes 90% of G's batches, while the suite
+        # and /generate sample one latent per image (1-NN 0.620 -> 0.597, FID 3.2 -> 2.0)
         "stylegan --data mnist --steps 45000 --batch-size 32 --lr-g 0.0005 --lr-d 0.0005 --beta1 0 --beta2 0.99 "
         "--r1-weight 10 --lr-decay-start 35000 --eval-every 500 --sample-every 500 --ckpt-every 500 "
         "--model style_mixing=0",
