@@ -13,7 +13,20 @@ from dataclasses import dataclass
 from serving.providers import DEVICES, PRECISIONS
 
 
-def _int(env: Mapping[str, str], key: str, default: int, minimum: int) -> int:
+def _float(env: Mapping[str, str], key: str, default: float, minimum: float) -> float:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{key} must be a number, got {raw!r}") from None
+    if not value >= minimum:
+        raise ValueError(f"{key} must be >= {minimum}, got {value}")
+    return value
+
+
+def _int(env: Mapping[str, str], key: str, default: int, minimum: int, maximum: int | None = None) -> int:
     raw = env.get(key, "").strip()
     if not raw:
         return default
@@ -21,8 +34,9 @@ def _int(env: Mapping[str, str], key: str, default: int, minimum: int) -> int:
         value = int(raw)
     except ValueError:
         raise ValueError(f"{key} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ValueError(f"{key} must be >= {minimum}, got {value}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise ValueError(f"{key} must be {bound}, got {value}")
     return value
 
 
@@ -35,7 +49,15 @@ class Settings:
     max_pixels: int = 16_000_000  # GANZOO_MAX_PIXELS: largest accepted input image
     max_bytes: int = 64 * 1024 * 1024  # GANZOO_MAX_BYTES: largest accepted request body
     ort_threads: int = 0  # GANZOO_ORT_THREADS: intra-op threads per session, 0 = ORT default
-    batch: int = 64  # GANZOO_BATCH: tiles per ONNX Runtime call
+    batch: int = 64  # GANZOO_BATCH: tiles per ONNX Runtime call (also BentoML's max batch size)
+    max_latency_ms: int = 1000  # GANZOO_MAX_LATENCY_MS: BentoML adaptive batching's latency budget per batch
+    inference_workers: int = 1  # GANZOO_INFERENCE_WORKERS: processes of the inference service
+    inference_threads: int = 1  # GANZOO_INFERENCE_THREADS: concurrent ONNX Runtime calls per inference worker
+    http_workers: int = 1  # GANZOO_HTTP_WORKERS: processes of the HTTP-facing service
+    max_inflight: int = 64  # GANZOO_MAX_INFLIGHT: requests in progress before new ones get 503
+    max_wait_s: float = 2.0  # GANZOO_MAX_WAIT_S: estimated queue wait before new requests get 503
+    timeout_s: float = 30.0  # GANZOO_TIMEOUT_S: a request not answered by then gets 503
+    png_level: int = 1  # GANZOO_PNG_LEVEL: zlib level of PNG responses (docs/PERFORMANCE.md)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -55,5 +77,13 @@ class Settings:
             max_pixels=_int(env, "GANZOO_MAX_PIXELS", cls.max_pixels, 1),
             max_bytes=_int(env, "GANZOO_MAX_BYTES", cls.max_bytes, 1),
             ort_threads=_int(env, "GANZOO_ORT_THREADS", cls.ort_threads, 0),
-            batch=_int(env, "GANZOO_BATCH", cls.batch, 1),
+            batch=_int(env, "GANZOO_BATCH", cls.batch, 2),
+            max_latency_ms=_int(env, "GANZOO_MAX_LATENCY_MS", cls.max_latency_ms, 1),
+            inference_workers=_int(env, "GANZOO_INFERENCE_WORKERS", cls.inference_workers, 1),
+            inference_threads=_int(env, "GANZOO_INFERENCE_THREADS", cls.inference_threads, 1),
+            http_workers=_int(env, "GANZOO_HTTP_WORKERS", cls.http_workers, 1),
+            max_inflight=_int(env, "GANZOO_MAX_INFLIGHT", cls.max_inflight, 1),
+            max_wait_s=_float(env, "GANZOO_MAX_WAIT_S", cls.max_wait_s, 0.0),
+            timeout_s=_float(env, "GANZOO_TIMEOUT_S", cls.timeout_s, 0.1),
+            png_level=_int(env, "GANZOO_PNG_LEVEL", cls.png_level, 0, 9),
         )

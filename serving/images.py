@@ -59,9 +59,10 @@ def to_pil(arr: np.ndarray) -> Image.Image:
     return Image.fromarray(arr[:, :, 0], "L") if arr.shape[2] == 1 else Image.fromarray(arr, "RGB")
 
 
-def encode_png(arr: np.ndarray) -> bytes:
+def encode_png(arr: np.ndarray, level: int = 1) -> bytes:
+    """PNG at zlib ``level`` (GANZOO_PNG_LEVEL; docs/PERFORMANCE.md measures size vs time)."""
     buf = io.BytesIO()
-    to_pil(arr).save(buf, format="PNG")
+    to_pil(arr).save(buf, format="PNG", compress_level=level)
     return buf.getvalue()
 
 
@@ -97,7 +98,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
                 413, f"image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels}", {"max_pixels": max_pixels}
             )
         img.load()
-        return ImageOps.exif_transpose(img) or img
+        return upright(img)
     except ServingError:
         raise
     except Image.DecompressionBombError as e:
@@ -106,6 +107,11 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         raise ServingError(400, "body is not an image this server can read (send PNG or JPEG)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ServingError(400, f"image is corrupt or truncated: {e}") from None
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """The image as displayed: EXIF orientation applied (phone photos)."""
+    return ImageOps.exif_transpose(img) or img
 
 
 def to_mode(img: Image.Image, channels: int) -> Image.Image:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,23 +89,41 @@ class InputSpec:
         return tuple(int(d) for d in rest)  # type: ignore[arg-type]
 
 
-class Graph:
-    """One ONNX graph (a role) and its input/output signature."""
+Runner = Callable[[str, dict[str, np.ndarray]], np.ndarray]  # (role, feeds) -> first output
 
-    def __init__(self, role: str, session: ort.InferenceSession, precision: str = "fp32") -> None:
+
+class Graph:
+    """One ONNX graph (a role) and its input/output signature.
+
+    It runs in this process, or, once ``detach``-ed, wherever its runner sends it: the
+    HTTP-facing service keeps the signatures for validation and runs the graphs in the
+    inference service (serving/engine.py).
+    """
+
+    def __init__(self, role: str, session: ort.InferenceSession | None, precision: str = "fp32") -> None:
         self.role = role
         self.precision = precision
         self.session = session
+        self.runner: Runner | None = None
+        assert session is not None
         self.inputs = {
             i.name: InputSpec(i.name, _dims(i.shape), _DTYPES.get(i.type, np.float32)) for i in session.get_inputs()
         }
         self.outputs = {o.name: _dims(o.shape) for o in session.get_outputs()}
         self.provider = session.get_providers()[0]
 
+    def detach(self, runner: Runner) -> None:
+        """Run through ``runner`` from now on and free the local session."""
+        self.runner, self.session = runner, None
+
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """First output of the graph, feeding only the inputs it declares."""
+        feeds = {k: v for k, v in feeds.items() if k in self.inputs}
+        if self.runner is not None:
+            return self.runner(self.role, feeds)
+        assert self.session is not None
         out = next(iter(self.outputs))
-        return self.session.run([out], {k: v for k, v in feeds.items() if k in self.inputs})[0]
+        return self.session.run([out], feeds)[0]
 
 
 def _dims(shape: Sequence[Any]) -> tuple[int | None, ...]:

@@ -2,32 +2,44 @@
 
     bentoml serve serving.service:Ganzoo
 
-GET routes live on a FastAPI app mounted at ``/`` (BentoML ``@api`` routes are POST only,
-bentoml/BentoML#4590); BentoML mounts it passively, so its own routes (``/readyz``,
-``/livez``, ``/metrics``, ``/docs.json``) and ``POST /generate`` (an ``@bentoml.api``, for
-``bentoml.SyncHTTPClient``) are matched first. Every error is JSON ``{"error", "detail"}``.
-No API calls another API of this service (a sync API calling a batchable one deadlocks
-with threads=1).
+Two composed BentoML services (``bentoml.depends``), as BentoML documents for adaptive
+batching: ``Ganzoo`` (this module) faces HTTP: it validates requests, draws latents from
+seeds, decodes uploads and encodes responses; ``Inference`` (serving/engine.py) holds the
+ONNX Runtime sessions, and its batchable ``tiles`` API lets BentoML coalesce the tiles of
+concurrent ``/generate`` requests into one graph call. Each scales on its own.
+
+Every capability is a typed ``@bentoml.api`` (``generate``, ``interpolate``, ``mix``,
+``models``, ``encode``, ``reconstruct``, ``translate``), callable from
+``bentoml.SyncHTTPClient``. The curl/browser routes (``GET /generate`` ..., raw-body
+``POST /translate`` ...) live on a FastAPI app mounted at ``/`` (BentoML APIs are POST only
+and parse bodies by Content-Type, with no parser for a raw image body); both call the same
+code, so the same parameters give the same bytes. Every error is JSON ``{"error", "detail"}``.
 """
 
+from __future__ import annotations
+
+import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import bentoml
 import numpy as np
-import onnxruntime as ort
+from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from serving import images
-from serving.config import Settings
+from serving import images, openapi, routelabels, sampling
+from serving.admission import Admission, clip
+from serving.engine import SETTINGS, Inference
 from serving.errors import ServingError, invalid
 from serving.providers import pick_precision, pick_providers
 from serving.runtime import GanModel
@@ -45,9 +57,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (413, "Body or image too large"),
         (415, "Unsupported Content-Type"),
         (422, "A parameter is missing, malformed or out of range"),
+        (503, "Busy (see Retry-After) or not answered within the time budget"),
     )
 }
 PNG = {200: {"content": {"image/png": {}}, "description": "PNG image"}}
+GENERATE_MEDIA = {
+    200: {
+        "content": {"image/png": {}, "application/octet-stream": {}, "application/json": {}},
+        "description": "PNG grid (format=png), uint8 NHWC .npy (format=npy) or JSON tiles (format=json)",
+    }
+}
+INTERPOLATE_MEDIA = {200: {"content": {"image/png": {}, "image/gif": {}}, "description": "PNG strip or animated GIF"}}
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 IMAGE_BODY = {  # the routes read the body themselves; this documents what they accept
     "requestBody": {
@@ -73,19 +93,39 @@ app = FastAPI(title="ganzoo", docs_url=None, redoc_url=None, openapi_url=None)
 
 @app.exception_handler(ServingError)
 async def _serving_error(_: Request, exc: ServingError) -> JSONResponse:
-    return JSONResponse(exc.payload(), status_code=exc.status)
+    return _error_response(exc)
 
 
 @app.exception_handler(RequestValidationError)
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
     names = ", ".join(str(e["loc"][-1]) for e in errors if e["loc"])
-    return JSONResponse({"error": f"invalid request parameter(s): {names}", "detail": errors}, status_code=422)
+    log.info("refused: 422 invalid request parameter(s): %s", clip(names))
+    return JSONResponse({"error": f"invalid request parameter(s): {clip(names)}", "detail": errors}, status_code=422)
 
 
-@app.exception_handler(Exception)
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error", exc_info=exc)
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    what = {404: "no such route", 405: "method not allowed on this route"}.get(exc.status_code, str(exc.detail))
+    return JSONResponse(
+        {"error": f"{what}: {request.method} {clip(request.url.path)}", "detail": None}, status_code=exc.status_code
+    )
+
+
+def _error_response(exc: BaseException) -> JSONResponse:
+    """The JSON answer for anything raised while serving (routes and BentoML APIs alike)."""
+    if isinstance(exc, ServingError):
+        log.info("refused: %d %s", exc.status, clip(exc.message, 200))
+        headers = {"Retry-After": "1"} if exc.status == 503 else None
+        return JSONResponse(exc.payload(), status_code=exc.status, headers=headers)
+    if isinstance(exc, BentoMLException) and int(exc.error_code) == 503:  # shed by the inference service
+        log.warning("refused: 503 inference service busy: %s", clip(exc, 200))
+        return JSONResponse(
+            {"error": "server busy: the inference queue is full; retry later", "detail": None},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+    log.error("unexpected error", exc_info=exc)
     return JSONResponse({"error": "internal error (see the server log)", "detail": type(exc).__name__}, status_code=500)
 
 
@@ -100,7 +140,7 @@ def check_seed(seed: int | None, what: str = "seed") -> int:
     if seed is None:
         return secrets.randbelow(2**31)
     if not 0 <= seed <= MAX_SEED:
-        raise invalid(f"{what} must be in 0..{MAX_SEED}, got {seed}")
+        raise invalid(f"{what} must be in 0..{MAX_SEED}, got {clip(seed)}")
     return seed
 
 
@@ -109,27 +149,35 @@ def parse_seeds(text: str, what: str) -> list[int]:
     try:
         values = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise invalid(f"{what} must be a comma-separated list of integers, got {text!r}") from None
+        raise invalid(f"{what} must be a comma-separated list of integers, got {clip(repr(text))}") from None
     for v in values:
         check_seed(v, what)
     return values
 
 
-def png_response(arr: np.ndarray, headers: dict[str, str] | None = None) -> Response:
-    return Response(images.encode_png(arr), media_type="image/png", headers=headers)
-
-
-async def _once(body: bytes) -> AsyncIterator[bytes]:
+async def _once(body: bytes) -> Any:
     yield body
 
 
-@bentoml.service(name="ganzoo", traffic={"timeout": 120})
+async def _guard(work: Awaitable[Response]) -> Any:
+    """Run a handler body; any error becomes the JSON answer (BentoML APIs have no handlers)."""
+    try:
+        return await work
+    except Exception as e:  # noqa: BLE001 - turned into a 4xx/5xx JSON response here
+        return _error_response(e)
+
+
+@bentoml.service(name="ganzoo", workers=SETTINGS.http_workers, traffic={"timeout": SETTINGS.timeout_s + 30})
 @bentoml.asgi_app(app, path="/")
 class Ganzoo:
     """GAN zoo: sample, interpolate, style-mix, reconstruct and translate with exported GANs."""
 
+    inference = bentoml.depends(Inference)
+
     def __init__(self) -> None:
-        self.settings = Settings.from_env()
+        import onnxruntime as ort
+
+        self.settings = SETTINGS
         Image.MAX_IMAGE_PIXELS = self.settings.max_pixels  # PIL's own decompression-bomb guard
         available = ort.get_available_providers()
         self.providers = pick_providers(available, self.settings.device)
@@ -143,47 +191,160 @@ class Ganzoo:
             self.settings.precision,
             self.precision,
         )
-        self.models, self.failed = load_served(
+        # the signatures are needed here to validate requests; the graphs run in Inference
+        self.served, self.failed = load_served(
             self.providers, self.settings.models, self.settings.ort_threads, chunk=self.settings.batch,
             precision=self.precision,
         )
-        if not self.models:
+        for model in self.served.values():
+            for graph in model.graphs.values():
+                graph.detach(self._remote(model.name))
+        self._checked = False
+        if not self.served:
             log.warning("no ganzoo model to serve: import some with `python -m serving.import_models DIR`")
+
+    def _remote(self, name: str) -> Callable[[str, dict[str, np.ndarray]], np.ndarray]:
+        def run(role: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+            return self.inference.run(model=name, role=role, feeds=feeds)
+
+        return run
+
+    async def __is_ready__(self) -> bool:
+        """Ready once the inference service serves the same model versions, and at least one."""
+        if not self._checked:
+            loaded = await self.inference.to_async.loaded()
+            for name in list(self.served):
+                version = loaded["models"].get(name)
+                if version != self.served[name].version:
+                    why = loaded["failed"].get(name) or f"the inference service has version {version}"
+                    log.error("model %s is not served: %s", name, why)
+                    self.failed[name] = why
+                    del self.served[name]
+            self._checked = True
+        return bool(self.served)
 
     # -- helpers -----------------------------------------------------------------------------
     def model(self, name: str | None, capability: str) -> GanModel:
         """The named model, or the only one able to do ``capability`` when no name is given."""
-        known = sorted(self.models)
+        known = sorted(self.served)
         if name is None:
-            able = [m for m in self.models.values() if capability in m.capabilities]
+            able = [m for m in self.served.values() if capability in m.capabilities]
             if len(able) == 1:
                 return able[0]
             names = ", ".join(m.name for m in able) or "none"
             raise invalid(f"model= is required (models that can {capability}: {names})", {"known": known})
-        if name in self.models:
-            return self.models[name]
+        if name in self.served:
+            return self.served[name]
         if name in self.failed:
             raise ServingError(
-                404, f"model '{name}' is not served: it failed to load (see the server log)", {"known": known}
+                404, f"model '{clip(name)}' is not served: it failed to load (see the server log)", {"known": known}
             )
-        raise ServingError(404, f"unknown model '{name}'; known: {', '.join(known) or 'none'}", {"known": known})
+        raise ServingError(404, f"unknown model '{clip(name)}'; known: {', '.join(known) or 'none'}", {"known": known})
 
-    def _generate(self, req: GenerateRequest) -> tuple[GanModel, np.ndarray, int]:
+    async def _tiles(self, req: GenerateRequest) -> tuple[GanModel, np.ndarray, int]:
+        """``n`` tiles (uint8 NHWC) through the batched inference API; tile ``i`` depends on
+        (seed, i, label, psi) only, however BentoML batches it."""
         model = self.model(req.model, "generate")
         n = check_n(req.n, self.settings.max_n)
         seed = check_seed(req.seed)
-        return model, model.generate(n, seed, req.label, req.psi), seed
+        model.require("generate", "it has no generator graph")
+        model.check_label(req.label)
+        model.check_psi(req.psi)
+        labels = np.full(n, req.label) if req.label is not None else sampling.row_labels(n, model.num_classes)
+        queued = time.time()
+        jobs = [
+            {
+                "model": model.name,
+                "feeds": sampling.draw_tile(seed, i, model.random_specs),
+                "label": int(labels[i]),
+                "psi": req.psi,
+                "queued": queued,
+            }
+            for i in range(n)
+        ]
+        size = self.settings.batch
+        parts = await asyncio.gather(*(self.inference.to_async.tiles(jobs[a : a + size]) for a in range(0, n, size)))
+        return model, np.stack([t for part in parts for t in part]), seed
 
-    def _generate_png(self, req: GenerateRequest) -> Response:
-        model, tiles, seed = self._generate(req)
-        grid = images.make_grid(tiles, images.grid_columns(len(tiles)))
-        return png_response(grid, {"X-Seed": str(seed), "X-Model": model.name})
+    async def _png(self, arr: np.ndarray, headers: dict[str, str]) -> Response:
+        body = await run_in_threadpool(images.encode_png, arr, self.settings.png_level)
+        return Response(body, media_type="image/png", headers=headers)
+
+    async def _generate(self, req: GenerateRequest, format: str = "png") -> Response:
+        m, tiles, used = await self._tiles(req)
+        headers = {"X-Seed": str(used), "X-Model": m.name}
+        if format == "png":
+            grid = images.make_grid(tiles, images.grid_columns(len(tiles)))
+            return await self._png(grid, headers)
+        if format == "npy":
+            headers["Content-Disposition"] = f'attachment; filename="{m.name}-seed{used}.npy"'
+            return Response(images.encode_npy(tiles), media_type="application/octet-stream", headers=headers)
+        body = {"model": m.name, "seed": used, "layout": "NHWC", "shape": list(tiles.shape), "images": tiles.tolist()}
+        return JSONResponse(body, headers=headers)
+
+    async def _interpolate(
+        self, model: str | None, seed_a: int | None, seed_b: int | None, steps: int, label: int | None,
+        psi: float | None, format: str,
+    ) -> Response:
+        m = self.model(model, "interpolate")
+        a, b = check_seed(seed_a, "seed_a"), check_seed(seed_b, "seed_b")
+        frames = await run_in_threadpool(m.interpolate, a, b, steps, label, psi)
+        headers = {"X-Seed-A": str(a), "X-Seed-B": str(b), "X-Model": m.name}
+        if format == "gif":
+            return Response(await run_in_threadpool(images.encode_gif, frames), media_type="image/gif", headers=headers)
+        return await self._png(images.make_grid(frames, len(frames)), headers)
+
+    async def _mix(
+        self, model: str | None, seeds: str, styles: str, crossover: int | None, psi: float | None
+    ) -> Response:
+        m = self.model(model, "mix")
+        s, t = parse_seeds(seeds, "seeds"), parse_seeds(styles, "styles")
+        tiles, cols = await run_in_threadpool(m.mix, s, t, crossover, psi)
+        return await self._png(images.make_grid(tiles, cols), {"X-Model": m.name})
+
+    def _checked_image(self, img: Image.Image) -> Image.Image:
+        """A PIL image BentoML decoded for a typed API, under the same limits as raw uploads."""
+        w, h = img.size
+        if w * h > self.settings.max_pixels:
+            raise ServingError(
+                413, f"image is {w}x{h} = {w * h} pixels, over the limit of {self.settings.max_pixels}",
+                {"max_pixels": self.settings.max_pixels},
+            )
+        return images.upright(img)
+
+    async def _reconstruct(self, img: Image.Image, model: str | None, label: int | None) -> Response:
+        m = self.model(model, "reconstruct")
+        m.require("reconstruct", "it needs an encoder and a generator graph")
+        m.check_label(label)
+        out = await run_in_threadpool(m.reconstruct, img, label)
+        return await self._png(out, {"X-Model": m.name})
+
+    async def _encode(self, img: Image.Image, model: str | None) -> dict[str, Any]:
+        m = self.model(model, "encode")
+        m.require("encode", "it has no encoder graph")
+        code = await run_in_threadpool(m.encode, img)
+        return {"model": m.name, "version": m.version, "code": [float(v) for v in np.ravel(code)]}
+
+    async def _translate(
+        self, img: Image.Image, model: str | None, direction: str | None, size: int | None
+    ) -> Response:
+        m = self._translator(model, direction)
+        m.resolve_direction(direction)
+        m.check_size(size)
+        out = await run_in_threadpool(m.translate_array, img, direction, size)
+        return await self._png(out, {"X-Model": m.name})
+
+    def _translator(self, name: str | None, direction: str | None) -> GanModel:
+        if name is not None or direction is None:
+            return self.model(name, "translate")
+        known = sorted({d for m in self.served.values() for d in m.directions})
+        for m in self.served.values():  # sorted by name: the first that serves the direction
+            if direction in m.directions:
+                return m
+        raise invalid(f"unknown direction '{clip(direction)}'; known: {', '.join(known) or 'none'}", {"known": known})
 
     async def _body(self, request: Request) -> bytes:
         limit = self.settings.max_bytes
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit:
-            raise ServingError(413, f"body is {length} bytes, over the limit of {limit}", {"max_bytes": limit})
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
@@ -192,8 +353,8 @@ class Ganzoo:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _image(self, request: Request) -> Image.Image:
-        """The uploaded image: raw body (image/*) or multipart field ``image``."""
+    async def _upload(self, request: Request) -> Image.Image:
+        """The uploaded image of a curl route: raw body (image/*) or multipart field ``image``."""
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         accepted = "send image/png or image/jpeg as the body, or multipart/form-data with a file field 'image'"
         if media == "multipart/form-data":
@@ -203,66 +364,110 @@ class Ganzoo:
             except MultiPartException as e:
                 raise ServingError(400, f"malformed multipart body: {e.message}") from None
             except (KeyError, ValueError) as e:  # e.g. no boundary= in the Content-Type
-                raise ServingError(400, f"malformed multipart body: {e!r}") from None
+                raise ServingError(400, f"malformed multipart body: {clip(repr(e))}") from None
             try:
                 field = form.get("image")
                 if not isinstance(field, UploadFile):
-                    raise ServingError(400, "multipart body has no file field 'image'", {"fields": list(form.keys())})
+                    raise ServingError(
+                        400, "multipart body has no file field 'image'", {"fields": [clip(k) for k in form.keys()]}
+                    )
                 data = await field.read()
             finally:
                 await form.close()
         elif media.startswith("image/") or media == "application/octet-stream":
             data = await self._body(request)
         else:
-            raise ServingError(415, f"unsupported Content-Type {media or '(none)'!r}: {accepted}")
+            raise ServingError(415, f"unsupported Content-Type {clip(media) or '(none)'!r}: {accepted}")
         return await run_in_threadpool(images.decode_image, data, self.settings.max_pixels)
 
-    # -- POST /generate: a BentoML API (JSON body, usable from bentoml.SyncHTTPClient) -------
+    # -- typed BentoML APIs (POST, JSON or multipart; bentoml.SyncHTTPClient) ----------------
     @bentoml.api(route="/generate", input_spec=GenerateRequest)
-    def generate(self, **params: Any) -> Image.Image:
+    async def generate(self, **params: Any) -> Image.Image:
         """PNG grid of n samples (same bytes as GET /generate with the same parameters)."""
-        try:
-            return self._generate_png(GenerateRequest(**params))  # type: ignore[return-value]
-        except ServingError as e:
-            return JSONResponse(e.payload(), status_code=e.status)  # type: ignore[return-value]
+        return await _guard(self._generate(GenerateRequest(**params)))
 
-    # -- GET routes (FastAPI) ----------------------------------------------------------------
-    @app.get("/models", response_model=list[ModelInfo], summary="Served models and their metadata")
-    def list_models(self) -> list[dict[str, Any]]:
-        return [m.info() for m in self.models.values()]
-
-    @app.get("/generate", response_class=Response, responses={**PNG, **ERRORS}, summary="Grid of samples")
-    def get_generate(
+    @bentoml.api(route="/interpolate")
+    async def interpolate(
         self,
-        model: str | None = Query(None, description="Model name; optional when one model can generate"),
-        n: int = Query(16, description="Tiles, 1..GANZOO_MAX_N; ceil(sqrt(n)) per row"),
+        model: str | None = None,
+        seed_a: int | None = None,
+        seed_b: int | None = None,
+        steps: int = 8,
+        label: int | None = None,
+        psi: float | None = None,
+        format: Literal["png", "gif"] = "png",
+    ) -> Image.Image:
+        """Frames from tile 0 of seed_a to tile 0 of seed_b (same bytes as GET /interpolate)."""
+        return await _guard(self._interpolate(model, seed_a, seed_b, steps, label, psi, format))
+
+    @bentoml.api(route="/mix")
+    async def mix(
+        self,
+        model: str | None = None,
+        seeds: str = "1,2,3",
+        styles: str = "4,5,6",
+        crossover: int | None = None,
+        psi: float | None = None,
+    ) -> Image.Image:
+        """Style-mixing grid (same bytes as GET /mix)."""
+        return await _guard(self._mix(model, seeds, styles, crossover, psi))
+
+    @bentoml.api(route="/models")
+    async def models(self) -> list[ModelInfo]:
+        """Served models and their metadata (same JSON as GET /models)."""
+        return [m.info() for m in self.served.values()]  # type: ignore[misc]
+
+    @bentoml.api(route="/api/encode")
+    async def encode(self, image: Image.Image, model: str | None = None) -> EncodeResponse:
+        """Latent code of an image (multipart: file field 'image'; the curl route is POST /encode)."""
+
+        async def work() -> Any:
+            return await self._encode(self._checked_image(image), model)
+
+        return await _guard(work())
+
+    @bentoml.api(route="/api/reconstruct")
+    async def reconstruct(self, image: Image.Image, model: str | None = None, label: int | None = None) -> Image.Image:
+        """Encode then generate (multipart; the curl route is POST /reconstruct)."""
+
+        async def work() -> Any:
+            return await self._reconstruct(self._checked_image(image), model, label)
+
+        return await _guard(work())
+
+    @bentoml.api(route="/api/translate")
+    async def translate(
+        self, image: Image.Image, model: str | None = None, direction: str | None = None, size: int | None = None
+    ) -> Image.Image:
+        """Image-to-image translation (multipart; the curl route is POST /translate)."""
+
+        async def work() -> Any:
+            return await self._translate(self._checked_image(image), model, direction, size)
+
+        return await _guard(work())
+
+    # -- curl and browser routes (FastAPI) ---------------------------------------------------
+    @app.get("/models", response_model=list[ModelInfo], summary="Served models and their metadata")
+    async def get_models(self) -> list[dict[str, Any]]:
+        return [m.info() for m in self.served.values()]
+
+    @app.get("/generate", response_class=Response, responses={**GENERATE_MEDIA, **ERRORS}, summary="Grid of samples")
+    async def get_generate(
+        self,
+        model: str | None = Query(None, max_length=200, description="Model name; optional when one model can generate"),
+        n: int = Query(16, description="Tiles, 1..GANZOO_MAX_N (default 256); ceil(sqrt(n)) per row"),
         seed: int | None = Query(None, description="Seed >= 0 (random when omitted; echoed in X-Seed)"),
         label: int | None = Query(None, description="Class of every tile (conditional models)"),
         psi: float | None = Query(None, description="Truncation in [0, 2] (models with a psi input)"),
         format: Literal["png", "npy", "json"] = Query("png", description="png grid, or the tiles as uint8 NHWC"),
     ) -> Response:
-        req = GenerateRequest(model=model, n=n, seed=seed, label=label, psi=psi)
-        if format == "png":
-            return self._generate_png(req)
-        m, tiles, used = self._generate(req)
-        headers = {"X-Seed": str(used), "X-Model": m.name}
-        if format == "npy":
-            headers["Content-Disposition"] = f'attachment; filename="{m.name}-seed{used}.npy"'
-            return Response(images.encode_npy(tiles), media_type="application/octet-stream", headers=headers)
-        body = {"model": m.name, "seed": used, "layout": "NHWC", "shape": list(tiles.shape), "images": tiles.tolist()}
-        return JSONResponse(body, headers=headers)
+        return await self._generate(GenerateRequest(model=model, n=n, seed=seed, label=label, psi=psi), format)
 
-    # Documentation twin of the @bentoml.api above, which takes precedence at runtime. It is
-    # here because BentoML merges OpenAPI paths by URL and the mounted app's /generate entry
-    # would otherwise replace the POST operation. It answers the same should it ever be hit.
-    @app.post("/generate", response_class=Response, responses={**PNG, **ERRORS}, summary="Grid of samples (JSON body)")
-    def post_generate_doc(self, request: GenerateRequest) -> Response:
-        return self._generate_png(request)
-
-    @app.get("/interpolate", response_class=Response, responses={**PNG, **ERRORS}, summary="Latent interpolation")
-    def get_interpolate(
+    @app.get("/interpolate", response_class=Response, responses={**INTERPOLATE_MEDIA, **ERRORS},
+             summary="Latent interpolation")
+    async def get_interpolate(
         self,
-        model: str | None = Query(None),
+        model: str | None = Query(None, max_length=200),
         seed_a: int | None = Query(None, description="Start: tile 0 of this seed (random when omitted)"),
         seed_b: int | None = Query(None, description="End: tile 0 of this seed (random when omitted)"),
         steps: int = Query(8, description="Frames, 2..64"),
@@ -270,87 +475,59 @@ class Ganzoo:
         psi: float | None = Query(None),
         format: Literal["png", "gif"] = Query("png", description="png strip or animated gif"),
     ) -> Response:
-        m = self.model(model, "interpolate")
-        a, b = check_seed(seed_a, "seed_a"), check_seed(seed_b, "seed_b")
-        frames = m.interpolate(a, b, steps, label, psi)
-        headers = {"X-Seed-A": str(a), "X-Seed-B": str(b), "X-Model": m.name}
-        if format == "gif":
-            return Response(images.encode_gif(frames), media_type="image/gif", headers=headers)
-        return png_response(images.make_grid(frames, len(frames)), headers)
+        return await self._interpolate(model, seed_a, seed_b, steps, label, psi, format)
 
     @app.get("/mix", response_class=Response, responses={**PNG, **ERRORS}, summary="Style-mixing grid")
-    def get_mix(
+    async def get_mix(
         self,
-        model: str | None = Query(None),
-        seeds: str = Query("1,2,3", description="Content images (left column): coarse styles, comma list"),
-        styles: str = Query("4,5,6", description="Style sources (top row): fine styles, comma list"),
+        model: str | None = Query(None, max_length=200),
+        seeds: str = Query("1,2,3", max_length=400, description="Content images (left column): coarse styles"),
+        styles: str = Query("4,5,6", max_length=400, description="Style sources (top row): fine styles, comma list"),
         crossover: int | None = Query(None, description="First layer taken from the style source (default L/2)"),
         psi: float | None = Query(None),
     ) -> Response:
-        m = self.model(model, "mix")
-        tiles, cols = m.mix(parse_seeds(seeds, "seeds"), parse_seeds(styles, "styles"), crossover, psi)
-        return png_response(images.make_grid(tiles, cols), {"X-Model": m.name})
+        return await self._mix(model, seeds, styles, crossover, psi)
 
-    @app.post(
-        "/reconstruct",
-        response_class=Response,
-        responses={**PNG, **ERRORS},
-        openapi_extra=IMAGE_BODY,
-        summary="Encode then generate",
-    )
+    @app.post("/reconstruct", response_class=Response, responses={**PNG, **ERRORS}, openapi_extra=IMAGE_BODY,
+              summary="Encode then generate (raw image body or multipart)")
     async def post_reconstruct(
         self,
         request: Request,
-        model: str | None = Query(None),
+        model: str | None = Query(None, max_length=200),
         label: int | None = Query(None, description="Class for the generator (conditional models)"),
     ) -> Response:
         m = self.model(model, "reconstruct")
         m.require("reconstruct", "it needs an encoder and a generator graph")
         m.check_label(label)
-        img = await self._image(request)
-        out = await run_in_threadpool(m.reconstruct, img, label)
-        return png_response(out, {"X-Model": m.name})
+        return await self._reconstruct(await self._upload(request), model, label)
 
-    @app.post(
-        "/encode",
-        response_model=EncodeResponse,
-        responses=ERRORS,
-        openapi_extra=IMAGE_BODY,
-        summary="Latent code of an image",
-    )
-    async def post_encode(self, request: Request, model: str | None = Query(None)) -> dict[str, Any]:
-        m = self.model(model, "encode")
-        m.require("encode", "it has no encoder graph")
-        img = await self._image(request)
-        code = await run_in_threadpool(m.encode, img)
-        return {"model": m.name, "version": m.version, "code": [float(v) for v in code.ravel()]}
+    @app.post("/encode", response_model=EncodeResponse, responses=ERRORS, openapi_extra=IMAGE_BODY,
+              summary="Latent code of an image (raw image body or multipart)")
+    async def post_encode(self, request: Request, model: str | None = Query(None, max_length=200)) -> dict[str, Any]:
+        self.model(model, "encode").require("encode", "it has no encoder graph")
+        return await self._encode(await self._upload(request), model)
 
-    @app.post(
-        "/translate",
-        response_class=Response,
-        responses={**PNG, **ERRORS},
-        openapi_extra=IMAGE_BODY,
-        summary="Image-to-image translation",
-    )
+    @app.post("/translate", response_class=Response, responses={**PNG, **ERRORS}, openapi_extra=IMAGE_BODY,
+              summary="Image-to-image translation (raw image body or multipart)")
     async def post_translate(
         self,
         request: Request,
-        model: str | None = Query(None, description="Model; optional, picked by direction"),
-        direction: str | None = Query(None, description="e.g. apple2orange (see directions in GET /models)"),
+        model: str | None = Query(None, max_length=200, description="Model; optional, picked by direction"),
+        direction: str | None = Query(None, max_length=200, description="e.g. apple2orange (GET /models)"),
         size: int | None = Query(None, description="Working resolution of the shorter side (default image_size)"),
     ) -> Response:
         m = self._translator(model, direction)
         m.resolve_direction(direction)
         m.check_size(size)
-        img = await self._image(request)
-        out = await run_in_threadpool(m.translate_array, img, direction, size)
-        return png_response(out, {"X-Model": m.name})
+        return await self._translate(await self._upload(request), model, direction, size)
 
-    def _translator(self, name: str | None, direction: str | None) -> GanModel:
-        if name is not None or direction is None:
-            return self.model(name, "translate")
-        known = sorted({d for m in self.models.values() for d in m.directions})
-        for m in self.models.values():  # sorted by name: the first that serves the direction
-            if direction in m.directions:
-                return m
-        raise invalid(f"unknown direction '{direction}'; known: {', '.join(known) or 'none'}", {"known": known})
+
+Ganzoo.add_asgi_middleware(
+    Admission,
+    max_inflight=SETTINGS.max_inflight,
+    max_wait_s=SETTINGS.max_wait_s,
+    timeout_s=SETTINGS.timeout_s,
+    max_bytes=SETTINGS.max_bytes,
+)
+routelabels.install()
+openapi.install(Ganzoo)

@@ -1,0 +1,246 @@
+"""Admission control and response hygiene for the HTTP-facing service, as one ASGI middleware.
+
+Why our own: BentoML's ``traffic.max_concurrency`` answers 429 with a plain body and no
+``Retry-After``, and only counts requests; its ``traffic.timeout`` answers 504 and lets
+the work run on. What a client of an image API needs past capacity is a fast 503 with
+``Retry-After`` once the *expected wait* is too long, so this middleware estimates it with
+Little's law (requests in flight / recent completions per second) and refuses at the door.
+BentoML's adaptive batching still sheds tiles it cannot start in time (503 from the
+inference service); both end in the same JSON error.
+
+It also: bounds every request body (``Content-Length`` or streamed), answers a request not
+started within the time budget with 503, gives every 4xx/5xx the project's JSON shape
+``{"error", "detail"}`` (BentoML's and Starlette's own 404/405 are plain text), adds
+``X-Content-Type-Options: nosniff``, and logs one line per refused request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from serving.routelabels import restore
+
+log = logging.getLogger("bentoml.ganzoo")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# probes, metrics and docs are never refused: an overloaded server must still say so
+EXEMPT = frozenset({"/readyz", "/livez", "/healthz", "/metrics", "/docs.json", "/", "/ui"})
+SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+
+
+def clip(text: Any, limit: int = 80) -> str:
+    """A bounded prefix of something a client sent, for error messages and logs."""
+    s = str(text)
+    return s if len(s) <= limit else f"{s[:limit]}... ({len(s)} characters)"
+
+
+def error_body(status: int, message: str, detail: Any = None) -> bytes:
+    return json.dumps({"error": message, "detail": detail}).encode()
+
+
+class Throughput:
+    """Completions per second over a sliding window: the service rate in Little's law."""
+
+    def __init__(self, window_s: float = 5.0) -> None:
+        self.window_s = window_s
+        self.done: deque[float] = deque()
+
+    def record(self, now: float) -> None:
+        self.done.append(now)
+        self._trim(now)
+
+    def rate(self, now: float) -> float | None:
+        """Requests/s, or None while fewer than 8 completions are known (no estimate yet)."""
+        self._trim(now)
+        if len(self.done) < 8:
+            return None
+        span = max(now - self.done[0], 1e-3)
+        return len(self.done) / span
+
+    def _trim(self, now: float) -> None:
+        while self.done and now - self.done[0] > self.window_s:
+            self.done.popleft()
+
+
+class Admission:
+    """ASGI middleware; ``Ganzoo.add_asgi_middleware(Admission, **limits)``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_inflight: int,
+        max_wait_s: float,
+        timeout_s: float,
+        max_bytes: int,
+    ) -> None:
+        self.app = app
+        self.max_inflight = max_inflight
+        self.max_wait_s = max_wait_s
+        self.timeout_s = timeout_s
+        self.max_bytes = max_bytes
+        self.inflight = 0
+        self.throughput = Throughput()
+
+    # -- the decision -----------------------------------------------------------------------
+    def refusal(self, now: float) -> tuple[str, float] | None:
+        """(why, seconds to wait) when a new request must be refused now."""
+        if self.inflight >= self.max_inflight:
+            return f"{self.inflight} requests in progress (limit GANZOO_MAX_INFLIGHT={self.max_inflight})", 1.0
+        rate = self.throughput.rate(now)
+        if rate is not None and self.inflight > 0:
+            wait = self.inflight / rate
+            if wait > self.max_wait_s:
+                return f"expected wait {wait:.1f} s is over GANZOO_MAX_WAIT_S={self.max_wait_s:g}", wait
+        return None
+
+    # -- ASGI --------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope = restore(scope)
+        path = scope.get("path", "")
+        length = _content_length(scope)
+        if length is not None and length > self.max_bytes:
+            await _reply(send, 413, f"body is {length} bytes, over the limit of {self.max_bytes}",
+                         {"max_bytes": self.max_bytes})
+            _log_refusal(scope, 413, "body too large")
+            return
+        if path in EXEMPT:
+            await self.app(scope, receive, _hygiene(send))
+            return
+        now = time.monotonic()
+        refused = self.refusal(now)
+        if refused is not None:
+            why, wait = refused
+            retry = str(max(1, math.ceil(wait)))
+            await _reply(send, 503, f"server busy: {why}; retry later", {"retry_after_s": int(retry)},
+                         [(b"retry-after", retry.encode())])
+            _log_refusal(scope, 503, why)
+            return
+        self.inflight += 1
+        try:
+            await self._serve(scope, receive, send)
+        finally:
+            self.inflight -= 1
+            self.throughput.record(time.monotonic())
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = {"started": False, "overflow": False, "read": 0}
+        hygienic = _hygiene(send)
+
+        async def bounded_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                state["read"] += len(message.get("body", b""))
+                if state["read"] > self.max_bytes:
+                    state["overflow"] = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if state["overflow"] and not state["started"]:
+                return  # the app is unwinding from the cut-off body; 413 is sent below
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await hygienic(message)
+
+        task = asyncio.ensure_future(self.app(scope, bounded_receive, guarded_send))
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
+        except asyncio.TimeoutError:
+            if not state["started"]:
+                task.cancel()
+                await _reply(send, 503, f"request not answered within {self.timeout_s:g} s (GANZOO_TIMEOUT_S); "
+                             "retry later", {"timeout_s": self.timeout_s}, [(b"retry-after", b"1")])
+                _log_refusal(scope, 503, "time budget exceeded")
+                return
+            await task
+        except Exception as e:  # a server fault: answered as JSON, the connection stays usable
+            if state["overflow"]:
+                pass
+            elif state["started"]:
+                raise
+            else:
+                log.error("unexpected error serving %s %s", scope.get("method"), clip(scope.get("path"), 100),
+                          exc_info=e)
+                await _reply(send, 500, "internal error (see the server log)", type(e).__name__)
+                return
+        if state["overflow"] and not state["started"]:
+            await _reply(send, 413, f"body is over the limit of {self.max_bytes} bytes", {"max_bytes": self.max_bytes})
+            _log_refusal(scope, 413, "body too large (streamed)")
+
+
+def _content_length(scope: Scope) -> int | None:
+    for k, v in scope.get("headers", []):
+        if k == b"content-length":
+            try:
+                return int(v)
+            except ValueError:
+                return None
+    return None
+
+
+def _hygiene(send: Send) -> Send:
+    """Security headers on every response; JSON bodies for every error that lacks one."""
+    state: dict[str, Any] = {"rewrite": False, "status": 200, "chunks": [], "start": None}
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in (b"server",)]
+            headers += SECURITY_HEADERS
+            ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+            status = int(message["status"])
+            if status >= 400 and not ctype.startswith(b"application/json"):
+                state.update(rewrite=True, status=status, start={**message, "headers": headers})
+                return
+            await send({**message, "headers": headers})
+            return
+        if message["type"] == "http.response.body" and state["rewrite"]:
+            state["chunks"].append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            text = b"".join(state["chunks"]).decode("utf-8", "replace").strip()
+            body = error_body(state["status"], _reason(state["status"], text), None)
+            start = state["start"]
+            headers = [(k, v) for k, v in start["headers"] if k.lower() not in (b"content-type", b"content-length")]
+            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send(message)
+
+    return wrapped
+
+
+def _reason(status: int, text: str) -> str:
+    known = {404: "no such route", 405: "method not allowed on this route"}
+    base = known.get(status, text or f"HTTP {status}")
+    return f"{base}: {clip(text, 200)}" if text and status in known else clip(base, 300)
+
+
+async def _reply(
+    send: Send, status: int, message: str, detail: Any = None, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = error_body(status, message, detail)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               *SECURITY_HEADERS, *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _log_refusal(scope: Scope, status: int, why: str) -> None:
+    log.warning("refused %s %s: %d %s", scope.get("method"), clip(scope.get("path"), 100), status, why)

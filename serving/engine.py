@@ -1,0 +1,130 @@
+"""The inference service: every served model's ONNX Runtime sessions, behind BentoML APIs.
+
+The HTTP-facing service (serving/service.py) validates requests, draws latents and encodes
+images; it reaches this service through ``bentoml.depends``, which makes each scale on its
+own (``GANZOO_INFERENCE_WORKERS``; on GPU hosts this is the service that holds the GPU).
+
+``tiles`` is a batchable API: BentoML's adaptive batching (its CorkDispatcher) coalesces the
+tiles of concurrent ``/generate`` requests into one list, which is run as one ONNX Runtime
+call per (model, psi). A tile's latents come with it, drawn from (seed, index) by the
+caller, so what a tile looks like never depends on what it was batched with. BentoML also
+sheds load here: a tile that cannot be started within ``GANZOO_MAX_LATENCY_MS`` is
+cancelled and its request answered 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+import bentoml
+import numpy as np
+import onnxruntime as ort
+
+from serving import images
+from serving.config import Settings
+from serving.providers import pick_precision, pick_providers
+from serving.runtime import GanModel
+from serving.store import load_served
+
+log = logging.getLogger("bentoml.ganzoo")
+SETTINGS = Settings.from_env()  # read at import: BentoML's decorators below take these values
+
+_BATCH = bentoml.metrics.Histogram(
+    name="ganzoo_batch_size",
+    documentation="Tiles per ONNX Runtime call of the batched generate path",
+    labelnames=["model"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+_IMAGES = bentoml.metrics.Counter(
+    name="ganzoo_images_generated",
+    documentation="Tiles generated",
+    labelnames=["model"],
+)
+_SECONDS = bentoml.metrics.Histogram(
+    name="ganzoo_inference_seconds",
+    documentation="Seconds spent in ONNX Runtime per call",
+    labelnames=["model", "role"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+_WAIT = bentoml.metrics.Histogram(
+    name="ganzoo_queue_wait_seconds",
+    documentation="Seconds from the HTTP service queueing a tile to its batch starting",
+    labelnames=["model"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+
+def group_key(job: dict[str, Any]) -> tuple[Any, ...]:
+    """Tiles that can share one ONNX Runtime call: same model, psi and random inputs."""
+    return job["model"], job.get("psi"), tuple(sorted(job["feeds"]))
+
+
+def run_tiles(models: dict[str, GanModel], jobs: list[dict[str, Any]]) -> list[np.ndarray]:
+    """uint8 HWC tile per job, in order; one graph call per group of ``group_key``.
+
+    A job is ``{"model", "feeds": {name: per-tile array}, "label": int | None, "psi",
+    "queued": unix time}``, as ``serving.service`` builds it.
+    """
+    out: list[np.ndarray | None] = [None] * len(jobs)
+    groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for i, job in enumerate(jobs):
+        groups[group_key(job)].append(i)
+    start = time.time()
+    for (name, psi, _), idx in groups.items():
+        model = models[name]
+        for i in idx:
+            if (queued := jobs[i].get("queued")) is not None:
+                _WAIT.labels(model=name).observe(max(0.0, start - float(queued)))
+        batch = {k: np.stack([jobs[i]["feeds"][k] for i in idx]) for k in jobs[idx[0]]["feeds"]}
+        labels = np.array([jobs[i].get("label") or 0 for i in idx], dtype=np.int64)
+        t0 = time.perf_counter()
+        tiles = images.to_uint8(model._sample(batch, labels, psi))
+        _SECONDS.labels(model=name, role="tiles").observe(time.perf_counter() - t0)
+        _BATCH.labels(model=name).observe(len(idx))
+        _IMAGES.labels(model=name).inc(len(idx))
+        for i, tile in zip(idx, tiles, strict=True):
+            out[i] = tile
+    return out  # type: ignore[return-value]
+
+
+@bentoml.service(
+    name="ganzoo-inference",
+    workers=SETTINGS.inference_workers,
+    threads=SETTINGS.inference_threads,
+    traffic={"timeout": SETTINGS.timeout_s},
+    # BentoML's client to this service otherwise closes its connection pool every 100
+    # requests, failing the requests still in flight on it ("Server disconnected")
+    runner_connection={"max_requests": 2**31 - 1, "max_age": 1e9},
+)
+class Inference:
+    """Runs the graphs; knows nothing about HTTP, images or seeds."""
+
+    def __init__(self) -> None:
+        settings = SETTINGS
+        self.providers = pick_providers(ort.get_available_providers(), settings.device)
+        self.precision = pick_precision(self.providers, settings.precision)
+        self.models, self.failed = load_served(
+            self.providers, settings.models, settings.ort_threads, chunk=settings.batch, precision=self.precision
+        )
+
+    @bentoml.api(batchable=True, batch_dim=0, max_batch_size=SETTINGS.batch, max_latency_ms=SETTINGS.max_latency_ms)
+    def tiles(self, jobs: list[dict[str, Any]]) -> list[np.ndarray]:
+        """Tiles of concurrent generate requests, coalesced by BentoML's adaptive batching."""
+        return run_tiles(self.models, jobs)
+
+    @bentoml.api
+    def run(self, model: str, role: str, feeds: dict[str, Any]) -> np.ndarray:
+        """One graph call (interpolate, mix, encode, reconstruct, translate)."""
+        graph = self.models[model].graphs[role]
+        t0 = time.perf_counter()
+        out = graph.run(feeds)
+        _SECONDS.labels(model=model, role=role).observe(time.perf_counter() - t0)
+        return out
+
+    @bentoml.api
+    def loaded(self) -> dict[str, Any]:
+        """What this worker serves: name -> version, and name -> reason for failed loads."""
+        return {"models": {n: m.version for n, m in self.models.items()}, "failed": dict(self.failed)}
