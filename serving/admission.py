@@ -51,26 +51,30 @@ def error_body(status: int, message: str, detail: Any = None) -> bytes:
 
 
 class Throughput:
-    """Completions per second over a sliding window: the service rate in Little's law."""
+    """Completions per *busy* second over a sliding window: the service rate in Little's law.
+
+    Busy time (some request in flight) is the denominator, not wall time: an idle server that
+    answered 3 requests in the last 5 s can still serve hundreds a second.
+    """
 
     def __init__(self, window_s: float = 5.0) -> None:
         self.window_s = window_s
-        self.done: deque[float] = deque()
+        self.done: deque[tuple[float, float]] = deque()  # (time, cumulative busy seconds)
 
-    def record(self, now: float) -> None:
-        self.done.append(now)
+    def record(self, now: float, busy: float) -> None:
+        self.done.append((now, busy))
         self._trim(now)
 
     def rate(self, now: float) -> float | None:
-        """Requests/s, or None while fewer than 8 completions are known (no estimate yet)."""
+        """Requests per busy second, or None while fewer than 8 completions are known."""
         self._trim(now)
         if len(self.done) < 8:
             return None
-        span = max(now - self.done[0], 1e-3)
-        return len(self.done) / span
+        busy = self.done[-1][1] - self.done[0][1]
+        return (len(self.done) - 1) / max(busy, 1e-6)
 
     def _trim(self, now: float) -> None:
-        while self.done and now - self.done[0] > self.window_s:
+        while self.done and now - self.done[0][0] > self.window_s:
             self.done.popleft()
 
 
@@ -85,13 +89,17 @@ class Admission:
         max_wait_s: float,
         timeout_s: float,
         max_bytes: int,
+        typed: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
+        self.typed = typed  # routes of @bentoml.api methods: JSON or multipart bodies only
         self.max_inflight = max_inflight
         self.max_wait_s = max_wait_s
         self.timeout_s = timeout_s
         self.max_bytes = max_bytes
         self.inflight = 0
+        self.busy_total = 0.0  # seconds with at least one request in flight, before busy_since
+        self.busy_since = 0.0
         self.throughput = Throughput()
 
     # -- the decision -----------------------------------------------------------------------
@@ -131,12 +139,24 @@ class Admission:
                          [(b"retry-after", retry.encode())])
             _log_refusal(scope, 503, why)
             return
+        if scope.get("method") == "POST" and path in self.typed and (bad := _bad_content_type(scope)):
+            await _reply(send, bad[0], bad[1])
+            _log_refusal(scope, bad[0], bad[1])
+            return
+        if self.inflight == 0:
+            self.busy_since = now
         self.inflight += 1
         try:
             await self._serve(scope, receive, send)
         finally:
+            end = time.monotonic()
             self.inflight -= 1
-            self.throughput.record(time.monotonic())
+            if self.inflight == 0:
+                self.busy_total += end - self.busy_since
+                busy = self.busy_total
+            else:
+                busy = self.busy_total + end - self.busy_since
+            self.throughput.record(end, busy)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = {"started": False, "overflow": False, "read": 0}
@@ -182,6 +202,17 @@ class Admission:
         if state["overflow"] and not state["started"]:
             await _reply(send, 413, f"body is over the limit of {self.max_bytes} bytes", {"max_bytes": self.max_bytes})
             _log_refusal(scope, 413, "body too large (streamed)")
+
+
+def _bad_content_type(scope: Scope) -> tuple[int, str] | None:
+    """Why BentoML could not parse this body (its own answer would be a 500), or None."""
+    ctype = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"content-type"), "")
+    media = ctype.split(";")[0].strip().lower()
+    if media in ("", "application/json"):
+        return None
+    if media == "multipart/form-data":
+        return None if "boundary=" in ctype.lower() else (400, "malformed multipart body: no boundary= in Content-Type")
+    return 415, f"unsupported Content-Type {clip(media)!r}: send application/json or multipart/form-data"
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -57,6 +57,7 @@ class Settings:
     max_inflight: int = 64  # GANZOO_MAX_INFLIGHT: requests in progress before new ones get 503
     max_wait_s: float = 2.0  # GANZOO_MAX_WAIT_S: estimated queue wait before new requests get 503
     timeout_s: float = 30.0  # GANZOO_TIMEOUT_S: a request not answered by then gets 503
+    ready_requires_all: bool = False  # GANZOO_READY_REQUIRES_ALL: /readyz is 503 while any model failed to load
     png_level: int = 1  # GANZOO_PNG_LEVEL: zlib level of PNG responses (docs/PERFORMANCE.md)
 
     @classmethod
@@ -85,5 +86,6 @@ class Settings:
             max_inflight=_int(env, "GANZOO_MAX_INFLIGHT", cls.max_inflight, 1),
             max_wait_s=_float(env, "GANZOO_MAX_WAIT_S", cls.max_wait_s, 0.0),
             timeout_s=_float(env, "GANZOO_TIMEOUT_S", cls.timeout_s, 0.1),
+            ready_requires_all=_int(env, "GANZOO_READY_REQUIRES_ALL", 0, 0, 1) == 1,
             png_level=_int(env, "GANZOO_PNG_LEVEL", cls.png_level, 0, 9),
         )

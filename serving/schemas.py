@@ -35,10 +35,19 @@ class EncodeResponse(BaseModel):
     code: list[float] = Field(description="Latent code of the image (length latent_dim)")
 
 
+class FailedModel(BaseModel):
+    """A stored model that is not served (``GET /models?include_failed=true``)."""
+
+    name: str
+    status: str = Field("failed", description="always 'failed'")
+    reason: str = Field(description="Why it failed to load: missing file, digest mismatch, contract violation, ...")
+
+
 class ModelInfo(BaseModel):
     """What ``GET /models`` reports for each served model (from card.json and the graphs)."""
 
     name: str
+    status: str = Field("served", description="'served' (failed models: see FailedModel)")
     version: str
     variant: str
     task: str = Field(description="generate | translate | reconstruct")

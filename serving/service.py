@@ -23,6 +23,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Literal
 
 import bentoml
@@ -44,7 +45,7 @@ from serving.errors import ServingError, invalid
 from serving.providers import pick_precision, pick_providers
 from serving.runtime import GanModel
 from serving.sampling import MAX_SEED
-from serving.schemas import EncodeResponse, ErrorResponse, GenerateRequest, ModelInfo
+from serving.schemas import EncodeResponse, ErrorResponse, FailedModel, GenerateRequest, ModelInfo
 from serving.store import load_served
 
 log = logging.getLogger("bentoml.ganzoo")
@@ -221,6 +222,8 @@ class Ganzoo:
                     self.failed[name] = why
                     del self.served[name]
             self._checked = True
+        if self.settings.ready_requires_all and self.failed:
+            return False
         return bool(self.served)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -302,15 +305,13 @@ class Ganzoo:
         tiles, cols = await run_in_threadpool(m.mix, s, t, crossover, psi)
         return await self._png(images.make_grid(tiles, cols), {"X-Model": m.name})
 
-    def _checked_image(self, img: Image.Image) -> Image.Image:
-        """A PIL image BentoML decoded for a typed API, under the same limits as raw uploads."""
-        w, h = img.size
-        if w * h > self.settings.max_pixels:
-            raise ServingError(
-                413, f"image is {w}x{h} = {w * h} pixels, over the limit of {self.settings.max_pixels}",
-                {"max_pixels": self.settings.max_pixels},
-            )
-        return images.upright(img)
+    async def _file_image(self, path: Path) -> Image.Image:
+        """The upload of a typed API (BentoML stores it as a file), decoded like a raw upload.
+
+        Typed as ``Path``, not ``PIL.Image``: BentoML's own decoding of an Image parameter
+        answers a non-image with a 500; ours answers it, and bombs, with a clear 4xx."""
+        data = await run_in_threadpool(Path(path).read_bytes)
+        return await run_in_threadpool(images.decode_image, data, self.settings.max_pixels)
 
     async def _reconstruct(self, img: Image.Image, model: str | None, label: int | None) -> Response:
         m = self.model(model, "reconstruct")
@@ -415,41 +416,46 @@ class Ganzoo:
     @bentoml.api(route="/models")
     async def models(self) -> list[ModelInfo]:
         """Served models and their metadata (same JSON as GET /models)."""
-        return [m.info() for m in self.served.values()]  # type: ignore[misc]
+        return [ModelInfo(**m.info()) for m in self.served.values()]
 
     @bentoml.api(route="/api/encode")
-    async def encode(self, image: Image.Image, model: str | None = None) -> EncodeResponse:
+    async def encode(self, image: Path, model: str | None = None) -> EncodeResponse:
         """Latent code of an image (multipart: file field 'image'; the curl route is POST /encode)."""
 
         async def work() -> Any:
-            return await self._encode(self._checked_image(image), model)
+            return EncodeResponse(**await self._encode(await self._file_image(image), model))
 
         return await _guard(work())
 
     @bentoml.api(route="/api/reconstruct")
-    async def reconstruct(self, image: Image.Image, model: str | None = None, label: int | None = None) -> Image.Image:
+    async def reconstruct(self, image: Path, model: str | None = None, label: int | None = None) -> Image.Image:
         """Encode then generate (multipart; the curl route is POST /reconstruct)."""
 
         async def work() -> Any:
-            return await self._reconstruct(self._checked_image(image), model, label)
+            return await self._reconstruct(await self._file_image(image), model, label)
 
         return await _guard(work())
 
     @bentoml.api(route="/api/translate")
     async def translate(
-        self, image: Image.Image, model: str | None = None, direction: str | None = None, size: int | None = None
+        self, image: Path, model: str | None = None, direction: str | None = None, size: int | None = None
     ) -> Image.Image:
         """Image-to-image translation (multipart; the curl route is POST /translate)."""
 
         async def work() -> Any:
-            return await self._translate(self._checked_image(image), model, direction, size)
+            return await self._translate(await self._file_image(image), model, direction, size)
 
         return await _guard(work())
 
     # -- curl and browser routes (FastAPI) ---------------------------------------------------
-    @app.get("/models", response_model=list[ModelInfo], summary="Served models and their metadata")
-    async def get_models(self) -> list[dict[str, Any]]:
-        return [m.info() for m in self.served.values()]
+    @app.get("/models", response_model=list[ModelInfo | FailedModel], summary="Served models and their metadata")
+    async def get_models(
+        self, include_failed: bool = Query(False, description="Also list models that failed to load, with the reason")
+    ) -> list[dict[str, Any]]:
+        served = [m.info() for m in self.served.values()]
+        if not include_failed:
+            return served
+        return served + [{"name": n, "status": "failed", "reason": r} for n, r in sorted(self.failed.items())]
 
     @app.get("/generate", response_class=Response, responses={**GENERATE_MEDIA, **ERRORS}, summary="Grid of samples")
     async def get_generate(
@@ -528,6 +534,7 @@ Ganzoo.add_asgi_middleware(
     max_wait_s=SETTINGS.max_wait_s,
     timeout_s=SETTINGS.timeout_s,
     max_bytes=SETTINGS.max_bytes,
+    typed=frozenset(api.route for api in Ganzoo.apis.values()),
 )
 routelabels.install()
 openapi.install(Ganzoo)
