@@ -143,6 +143,12 @@ class Admission:
             await _reply(send, bad[0], bad[1])
             _log_refusal(scope, bad[0], bad[1])
             return
+        if scope.get("method") == "POST" and path in self.typed and _media(scope) == "multipart/form-data":
+            receive, bad = await _checked_multipart(scope, receive, self.max_bytes)
+            if bad is not None:
+                await _reply(send, bad[0], bad[1], bad[2])
+                _log_refusal(scope, bad[0], bad[1])
+                return
         if self.inflight == 0:
             self.busy_since = now
         self.inflight += 1
@@ -202,6 +208,53 @@ class Admission:
         if state["overflow"] and not state["started"]:
             await _reply(send, 413, f"body is over the limit of {self.max_bytes} bytes", {"max_bytes": self.max_bytes})
             _log_refusal(scope, 413, "body too large (streamed)")
+
+
+def _media(scope: Scope) -> str:
+    ctype = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"content-type"), "")
+    return ctype.split(";")[0].strip().lower()
+
+
+async def _checked_multipart(scope: Scope, receive: Receive, limit: int) -> tuple[Receive, tuple[int, str, Any] | None]:
+    """Parse a typed route's multipart body once here: BentoML answers a malformed one with a
+    500. The (bounded) body is then replayed to the app unchanged."""
+    from starlette.datastructures import Headers
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > limit:
+            return receive, (413, f"body is over the limit of {limit} bytes", {"max_bytes": limit})
+        if not message.get("more_body"):
+            break
+    body = b"".join(chunks)
+
+    async def stream() -> Any:
+        yield body
+
+    try:
+        form = await MultiPartParser(Headers(scope=scope), stream(), max_files=8, max_fields=32).parse()
+        await form.close()
+    except MultiPartException as e:
+        return receive, (400, f"malformed multipart body: {clip(e.message)}", None)
+    except (KeyError, ValueError) as e:
+        return receive, (400, f"malformed multipart body: {clip(repr(e))}", None)
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay, None
 
 
 def _bad_content_type(scope: Scope) -> tuple[int, str] | None:
