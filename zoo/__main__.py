@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
         for e in registry.entries():
             print(f"{e.name:<16} {e.cls.task:<12} {e.distribution}")
         for b in registry.broken():
-            print(f"{b.name:<16} {'BROKEN':<12} {b.distribution}: {b.reason}")
+            status = "NEEDS-TORCH" if b.needs_torch else "BROKEN"
+            print(f"{b.name:<16} {status:<12} {b.distribution}: {b.reason}")
     return 0
 
 
