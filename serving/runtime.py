@@ -181,6 +181,16 @@ class GanModel:
             out = next(iter(gen.outputs.values()))
             self.image_size = out[-1] or 0
 
+    @property
+    def needs_probe(self) -> bool:
+        """Whether a dimension the contract checks is left symbolic by a graph (then load probes it)."""
+        for role, g in self.graphs.items():
+            out = next(iter(g.outputs.values()))
+            dims = out[1:2] if role in ("a2b", "b2a") else out[1:]
+            if role != "mapping" and (len(out) != (2 if role == "encoder" else 4) or None in dims):
+                return True
+        return False
+
     def probe(self, value_range: bool = False) -> None:
         """Run every capability once on one item and check what comes out against the contract.
 
@@ -575,7 +585,10 @@ def load_model(
         except Exception as e:  # onnxruntime raises several unrelated types for bad files
             raise LoadError(f"graph {role!r}: onnxruntime cannot load {file}: {e}") from e
         graphs[role] = Graph(role, session, "fp16" if file.endswith(".fp16.onnx") else "fp32")
-    return GanModel(name, version, card, graphs)
+    model = GanModel(name, version, card, graphs)
+    if model.needs_probe:  # what passes load is servable: run what the shapes leave open
+        model.probe()
+    return model
 
 
 def validate_artifact(path: str | Path, card: dict[str, Any] | None = None, value_range: bool = False) -> GanModel:

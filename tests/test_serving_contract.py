@@ -69,3 +69,24 @@ def test_the_probe_catches_what_symbolic_shapes_hide():
     wide.probe()  # the range is only required of graphs our training did not make
     with pytest.raises(LoadError, match=r"images must be in \[-1, 1\]"):
         wide.probe(value_range=True)
+
+
+def test_load_probes_a_real_graph_whose_output_shape_is_symbolic(tmp_path):
+    import json
+
+    import torch
+
+    from serving.runtime import load_model
+
+    class Flat(torch.nn.Module):
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(z.repeat(1, 4))  # [B, 16]: not an image
+
+    torch.onnx.export(Flat(), (torch.randn(2, 4),), str(tmp_path / "generator.onnx"), input_names=["z"],
+                      output_names=["image"], dynamic_axes={"z": {0: "b"}, "image": {0: "b", 1: "pixels"}},
+                      dynamo=False)
+    card = {"name": "flat", "task": "generate", "latent_dim": 4, "channels": 1, "image_size": 4,
+            "graphs": {"generator": {"file": "generator.onnx"}}}
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    with pytest.raises(LoadError, match=r"generator output has shape \[1, 16\]"):
+        load_model("flat", "v", tmp_path, card, ["CPUExecutionProvider"], 1)
