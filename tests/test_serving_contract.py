@@ -74,6 +74,7 @@ def test_the_probe_catches_what_symbolic_shapes_hide():
 def test_load_probes_a_real_graph_whose_output_shape_is_symbolic(tmp_path):
     import json
 
+    import onnx
     import torch
 
     from serving.runtime import load_model
@@ -83,8 +84,12 @@ def test_load_probes_a_real_graph_whose_output_shape_is_symbolic(tmp_path):
             return torch.tanh(z.repeat(1, 4)).view(-1, 1, 16, 1)  # [B, 1, 16, 1]: not a square image
 
     torch.onnx.export(Flat(), (torch.randn(2, 4),), str(tmp_path / "generator.onnx"), input_names=["z"],
-                      output_names=["image"], dynamic_axes={"z": {0: "b"}, "image": {0: "b", 2: "h", 3: "w"}},
+                      output_names=["image"], dynamic_axes={"z": {0: "b"}, "image": {0: "b"}},
                       dynamo=False)
+    graph = onnx.load(str(tmp_path / "generator.onnx"))
+    for i, name in ((2, "h"), (3, "w")):  # declare the spatial dims symbolic, as some exporters do
+        graph.graph.output[0].type.tensor_type.shape.dim[i].dim_param = name
+    onnx.save(graph, str(tmp_path / "generator.onnx"))
     card = {"name": "flat", "task": "generate", "latent_dim": 4, "channels": 1, "image_size": 4,
             "graphs": {"generator": {"file": "generator.onnx"}}}
     (tmp_path / "card.json").write_text(json.dumps(card))
