@@ -274,3 +274,17 @@ def test_check_variant_names_the_broken_hook(cls, words):
 def test_default_train_step_steps_every_group_and_logs_extra_scalars():
     report = check_variant(ThreeGroups, config=DC)
     assert {"loss_d", "loss_g", "loss_d2"} <= set(report.logs[-1])
+
+
+def test_the_worked_example_of_the_plugin_docs_conforms():
+    """docs/PLUGINS.md's conditional example, run as written."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "PLUGINS.md").read_text()
+    code = text.split("<!-- worked-example -->", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {"__name__": "worked_example"}
+    exec(compile(code, "docs/PLUGINS.md", "exec"), namespace)  # noqa: S102
+    report = check_variant(namespace["CondLSGAN"], config={"hidden": 32, "latent_dim": 8})
+    assert {"d_real", "d_fake"} <= set(report.logs[-1])
+    assert report.card["num_classes"] == 10 and report.card["classes"] == [str(i) for i in range(10)]
+    assert "label" in report.card["graphs"]["generator"]["inputs"]
