@@ -23,7 +23,8 @@ def test_train_help_lists_the_variants_hyperparameters(capsys):
     assert e.value.code == 0
     text = capsys.readouterr().out
     assert "hyperparameters of stylegan (--model KEY=VALUE)" in text
-    assert "mapping_lr_mul" in text and "default 0.01" in text
+    line = next(line for line in text.splitlines() if line.strip().startswith("mapping_lr_mul"))
+    assert "learning-rate multiplier of the mapping network (default 0.01)" in line
 
 
 def test_a_hyperparameter_typo_names_the_valid_keys(tmp_path, capsys):

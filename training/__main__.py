@@ -63,8 +63,8 @@ def variant_help(name: str) -> str:
         return f"{e.args[0]}"
     lines = [f"hyperparameters of {name} (--model KEY=VALUE), from {cls.__module__}.{cls.Config.__name__}:"]
     for key, field in cls.Config.model_fields.items():
-        desc = f"  {field.description}" if field.description else ""
-        lines.append(f"  {key:<18} default {field.default!r}{desc}")
+        desc = f"{field.description} " if field.description else ""
+        lines.append(f"  {key:<18} {desc}(default {field.default!r})")
     return "\n".join(lines)
 
 
