@@ -180,6 +180,11 @@ class GanModel:
         if gen and self.image_size == 0:
             out = next(iter(gen.outputs.values()))
             self.image_size = out[-1] or 0
+        if "encoder" in self.graphs:
+            spec = next(iter(self.graphs["encoder"].inputs.values()))
+            if not (spec.shape[-1] or self.image_size):
+                raise LoadError("encoder input size is symbolic and card.json has no image_size: /encode could not "
+                                "resize images for it")
 
     @property
     def needs_probe(self) -> bool:

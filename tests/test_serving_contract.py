@@ -49,6 +49,8 @@ def test_reconstruct_feeds_the_code_in_the_generators_latent_layout():
         ({"generator": _gen4(["batch", 4]),
           "encoder": FakeSession([Arg("image", ["b", 1, 2, 2])], [Arg("code", ["b", 3])], lambda f: f)},
          {}, "encoder output 'code' has 3 values per image but the generator's z takes 4"),
+        ({"encoder": FakeSession([Arg("image", ["b", 1, "h", "w"])], [Arg("code", ["b", 4])], lambda f: f)},
+         {"task": "reconstruct", "image_size": 0}, "encoder input size is symbolic and card.json has no image_size"),
         ({"a2b": FakeSession([Arg("x", ["b", 3, "h", "w"])], [Arg("y", ["b", 1, "h", "w"])], lambda f: f)},
          {"task": "translate", "channels": 3}, "a2b output 'y' has 1 channels"),
     ],
