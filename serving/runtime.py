@@ -205,11 +205,14 @@ class GanModel:
         role = "generator" if "generator" in self.graphs else "synthesis"
         x: np.ndarray | None = None
         if self.can_sample:
-            labels = np.zeros(1, dtype=np.int64) if self.conditional else None
+            # the last class too: an embedding smaller than num_classes would fail only for high labels
+            labels = np.array([0, self.num_classes - 1], dtype=np.int64) if self.conditional else None
             try:
-                x = self._sample(sampling.draw_tiles(0, [0], self.random_specs), labels, None)
+                x = self._sample(sampling.draw_tiles(0, [0, 1], self.random_specs), labels, None)
             except Exception as e:  # onnxruntime raises several unrelated types
-                raise LoadError(f"{role} graph fails on one drawn item: {e}") from e
+                what = f" with labels 0 and {self.num_classes - 1} (num_classes {self.num_classes})" if (
+                    labels is not None) else ""
+                raise LoadError(f"{role} graph fails on two drawn items{what}: {e}") from e
             contract.check_image(role, "output", tuple(x.shape), declared)
             lo, hi = float(np.min(x)), float(np.max(x))
             if value_range and not (-1.001 <= lo and hi <= 1.001):
@@ -217,7 +220,7 @@ class GanModel:
         if "encoder" in self.graphs:
             enc = self.graphs["encoder"]
             size = self.image_size or (x.shape[-1] if x is not None else 0)
-            img = x if x is not None else np.zeros((1, self.channels or 3, size, size), np.float32)
+            img = x[:1] if x is not None else np.zeros((1, self.channels or 3, size, size), np.float32)
             try:
                 code = enc.run({next(iter(enc.inputs)): img.astype(np.float32)})
             except Exception as e:

@@ -148,6 +148,16 @@ class ShortCodeAAE(AAE):
         return graphs
 
 
+class TooFewEmbeddings(NoNumClasses):
+    """Says 12 classes (the card, /models) but embeds only the data's 10."""
+
+    name = "too-few-embeddings"
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes + 2
+
+
 class WithCritic(DCGAN):
     name = "with-critic"
 
@@ -177,6 +187,7 @@ class WrongExampleLatent(DCGAN):
         (FlatOutput, DC, r"generator output 'image' has shape \[\?, 256\]: an image must be \[B, C, H, W\]"),
         (WrongSize, DC, "generator output 'image' is 32x32 but card.json says image_size 16"),
         (NoNumClasses, DC, "generator takes a label but card.json has no num_classes"),
+        (TooFewEmbeddings, DC, "generator graph fails on two drawn items with labels 0 and 11 .num_classes 12."),
         (LabelNamedY, DC, "generator input 'y' is not in the artifact contract .*named 'label'"),
         (ShortCodeAAE, {"width": 8, "image_size": 16, "latent_dim": 8},
          "encoder output .* has 7 values per image but the generator's z takes 8"),
