@@ -66,7 +66,7 @@ def test_the_probe_catches_what_symbolic_shapes_hide():
     m = model({"generator": sess})  # loads: nothing declared contradicts the contract
     assert m.needs_probe, "load_model probes such a model before serving it"
     assert not model({"generator": _gen4(["batch", 4])}).needs_probe
-    with pytest.raises(LoadError, match=r"generator output has shape \[1, 4\]: an image must be \[B, C, H, W\]"):
+    with pytest.raises(LoadError, match=r"generator output has shape \[2, 4\]: an image must be \[B, C, H, W\]"):
         m.probe()
     loud = _gen4(["batch", 4], ["batch", "c", "h", "w"], fn=lambda f: 5 * f["z"].reshape(-1, 1, 2, 2))
     wide = model({"generator": loud})
