@@ -6,6 +6,10 @@ stored under the same name is skipped) and only ever adds versions, never delete
 
     python -m serving.import_models runs/dcgan-mnist/export/dcgan ...
     python -m serving.import_models            # every directory under serving/pretrained/
+    python -m serving.import_models --onnx dcgan.onnx --name my-dcgan --channels 1 --image-size 32 --latent-dim 100
+
+``--onnx`` brings a generator our training did not make: it writes the card, checks the graph
+against the artifact contract (serving/contract.py, the check export runs) and imports it.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ import json
 import logging
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import bentoml
 
-from serving.runtime import graph_files
+from serving.runtime import LoadError, graph_files, validate_artifact
 from serving.store import is_ganzoo, list_models, model_store
 
 log = logging.getLogger("bentoml.ganzoo")
@@ -91,6 +96,73 @@ def import_artifact(path: str | Path, *, home: str | Path | None = None) -> str:
     return _import(Path(path), home)[0]
 
 
+def onnx_card(file: Path, name: str, channels: int, image_size: int, latent_dim: int, num_classes: int = 0,
+              classes: list[str] | None = None) -> dict[str, Any]:
+    """card.json for a foreign generator graph, from what the user declares about it."""
+    import datetime as dt
+
+    import onnxruntime as ort
+
+    try:
+        sess = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises several unrelated types for bad files
+        raise LoadError(f"{file.name}: onnxruntime cannot load it: {e}") from e
+    classes = list(classes or [])
+    if classes and num_classes and len(classes) != num_classes:
+        raise LoadError(f"--classes names {len(classes)} classes but --num-classes is {num_classes}")
+    data = file.read_bytes()
+    return {
+        "name": name,
+        "variant": "imported",
+        "task": "generate",
+        "description": f"generator imported from {file.name}",
+        "latent_dim": latent_dim,
+        "num_classes": num_classes or len(classes),
+        "classes": classes or [str(i) for i in range(num_classes)],
+        "channels": channels,
+        "image_size": image_size,
+        "value_range": "-1,1",
+        "dataset": "unknown",
+        "source": file.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "graphs": {"generator": {"file": "generator.onnx", "sha256": hashlib.sha256(data).hexdigest(),
+                                 "inputs": [i.name for i in sess.get_inputs()],
+                                 "outputs": [o.name for o in sess.get_outputs()], "bytes": len(data)}},
+    }
+
+
+def import_onnx(file: str | Path, name: str, channels: int, image_size: int, latent_dim: int, num_classes: int = 0,
+                classes: list[str] | None = None, out: str | Path | None = None,
+                home: str | Path | None = None) -> tuple[str, bool]:
+    """Write an artifact directory for a foreign generator graph (into ``out``, or a temporary
+    folder), refuse it with ``LoadError`` unless serving can serve it, then import it."""
+    file = Path(file)
+    if not file.is_file():
+        raise LoadError(f"{file}: no such file")
+    card = onnx_card(file, name, channels, image_size, latent_dim, num_classes, classes)
+    if "z" not in card["graphs"]["generator"]["inputs"]:
+        found = card["graphs"]["generator"]["inputs"]
+        raise LoadError(f"generator inputs {found}: the latent input must be named 'z' "
+                        "(torch.onnx.export(..., input_names=['z']))")
+    with tempfile.TemporaryDirectory(prefix="ganzoo-import-") as tmp:
+        dest = Path(out) if out is not None else Path(tmp) / name
+        if out is not None and dest.exists():
+            raise LoadError(f"{dest} already exists")
+        dest.mkdir(parents=True)
+        try:
+            shutil.copy2(file, dest / "generator.onnx")
+            validate_artifact(dest, card, value_range=True)
+            (dest / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+            (dest / "card.md").write_text(f"# {name}\n\nGenerator imported from `{file.name}` with "
+                                          "`python -m serving.import_models --onnx`.\n")
+            return _import(dest, home)
+        except BaseException:
+            if out is not None:
+                shutil.rmtree(dest, ignore_errors=True)
+            raise
+
+
 def default_dirs(pretrained: Path = PRETRAINED) -> list[Path]:
     if not pretrained.is_dir():
         return []
@@ -100,7 +172,30 @@ def default_dirs(pretrained: Path = PRETRAINED) -> list[Path]:
 def main(argv: list[str] | None = None, pretrained: Path = PRETRAINED) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.import_models", description=__doc__.split("\n\n")[0])
     parser.add_argument("dirs", nargs="*", type=Path, help=f"artifact directories (default: every one in {pretrained})")
+    foreign = parser.add_argument_group("a generator our training did not make (--onnx)")
+    foreign.add_argument("--onnx", type=Path, metavar="FILE", help="an ONNX generator: z [B, D] or [B, D, 1, 1] "
+                         "(optional label int64 [B]) -> image [B, C, S, S] in [-1, 1]")
+    foreign.add_argument("--name", help="model name in the store and in /generate?model=")
+    foreign.add_argument("--channels", type=int, help="C of the output image")
+    foreign.add_argument("--image-size", type=int, help="S of the output image")
+    foreign.add_argument("--latent-dim", type=int, help="D of the z input")
+    foreign.add_argument("--num-classes", type=int, default=0, help="K, when the graph also takes a label input")
+    foreign.add_argument("--classes", help="comma-separated class names (label order)")
+    foreign.add_argument("--out", type=Path, help="keep the artifact directory written for it here")
     args = parser.parse_args(argv)
+    if args.onnx is not None:
+        missing = [f"--{k.replace('_', '-')}" for k in ("name", "channels", "image_size", "latent_dim")
+                   if getattr(args, k) is None]
+        if missing or args.dirs:
+            parser.error(f"--onnx needs {', '.join(missing)}" if missing else "--onnx takes no artifact directories")
+        try:
+            tag, created = import_onnx(args.onnx, args.name, args.channels, args.image_size, args.latent_dim,
+                                       args.num_classes, args.classes.split(",") if args.classes else None, args.out)
+        except (LoadError, ValueError, OSError) as e:
+            print(f"error: {args.onnx}: {e}", file=sys.stderr)
+            return 2
+        print(f"{'imported' if created else 'already stored, skipped'}: {tag} <- {args.onnx}")
+        return 0
     dirs = args.dirs or default_dirs(pretrained)
     if not dirs:
         print(f"nothing to import: no artifact directory given and none under {pretrained}")

@@ -19,18 +19,13 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from serving import images, sampling
+from serving import contract, images, sampling
+from serving.contract import KNOWN_ROLES, LoadError
 from serving.errors import ServingError, bad_request, invalid
 
 log = logging.getLogger("bentoml.ganzoo")
 
-KNOWN_ROLES = ("generator", "mapping", "synthesis", "encoder", "a2b", "b2a")
-_CONTROLS = {
-    "generator": {"label", "psi", "crossover"},
-    "mapping": {"label", "psi"},
-    "synthesis": {"w"},
-}
-_IMAGE_IN = ("encoder", "a2b", "b2a")
+__all__ = ["KNOWN_ROLES", "GanModel", "Graph", "LoadError", "graph_files", "load_model", "validate_artifact"]
 _DTYPES: dict[str, Any] = {
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,
@@ -43,10 +38,6 @@ MAX_STEPS = 64  # frames of /interpolate
 MAX_MIX = 16  # seeds (and styles) of /mix
 MIN_SIZE, MAX_SIZE = 4, 2048  # working resolution of /translate (shorter side)
 MAX_WORK_SIDE = 4096  # longer side of the working image of /translate
-
-
-class LoadError(ValueError):
-    """A stored model that cannot be served (missing file, bad ONNX, inputs off contract)."""
 
 
 def graph_files(path: Path, card: dict[str, Any], precision: str = "fp32") -> dict[str, Path]:
@@ -198,30 +189,74 @@ class GanModel:
 
     # -- structure ---------------------------------------------------------------------------
     def _check(self) -> None:
-        for role, graph in self.graphs.items():
-            if role in _IMAGE_IN:
-                # one image in, taken by position: an ONNX graph cannot name an input and an
-                # output alike, so a2b/b2a ("image" -> "image") come out as e.g. "image.1"
-                if len(graph.inputs) != 1:
-                    raise LoadError(f"{role} graph must take exactly one input (the image), has {list(graph.inputs)}")
-                continue
-            allowed = _CONTROLS[role]
-            for name in graph.inputs:
-                if name not in allowed and not (
-                    role in ("generator", "mapping", "synthesis") and sampling.is_random_input(name)
-                ):
-                    raise LoadError(f"{role} input {name!r} is not in the artifact contract")
-        for role, needed in (("generator", "z"), ("mapping", "z"), ("synthesis", "w")):
-            if role in self.graphs and needed not in self.graphs[role].inputs:
-                raise LoadError(f"{role} graph has no {needed!r} input")
-        gen = self.graphs.get("generator")
-        if gen and "label" in gen.inputs and self.num_classes <= 0:
-            raise LoadError("generator takes a label but card.json has no num_classes/classes")
+        """The artifact contract (serving/contract.py), the same check export and import run."""
+        if not self.capabilities:
+            raise LoadError(f"no usable graph among roles {sorted(self.graphs)}")
+        declared = contract.Declared(self.channels, self.image_size, self.latent_dim, self.num_classes)
+        contract.check(self.graphs, declared)
+        gen = self.graphs.get("generator") or self.graphs.get("synthesis")
         if gen and self.image_size == 0:
             out = next(iter(gen.outputs.values()))
             self.image_size = out[-1] or 0
-        if not self.capabilities:
-            raise LoadError(f"no usable graph among roles {sorted(self.graphs)}")
+        if "encoder" in self.graphs:
+            spec = next(iter(self.graphs["encoder"].inputs.values()))
+            if not (spec.shape[-1] or self.image_size):
+                raise LoadError("encoder input size is symbolic and card.json has no image_size: /encode could not "
+                                "resize images for it")
+
+    @property
+    def needs_probe(self) -> bool:
+        """Whether a dimension the contract checks is left symbolic by a graph (then load probes it)."""
+        for role, g in self.graphs.items():
+            out = next(iter(g.outputs.values()))
+            dims = out[1:2] if role in ("a2b", "b2a") else out[1:]
+            if role != "mapping" and (len(out) != (2 if role == "encoder" else 4) or None in dims):
+                return True
+        return False
+
+    def probe(self, value_range: bool = False) -> None:
+        """Run every capability once on one item and check what comes out against the contract.
+
+        Catches what the declared shapes leave open (symbolic dimensions); ``value_range`` also
+        requires generated images in [-1, 1] (for graphs our training did not make)."""
+        declared = contract.Declared(self.channels, self.image_size, self.latent_dim, self.num_classes)
+        role = "generator" if "generator" in self.graphs else "synthesis"
+        x: np.ndarray | None = None
+        if self.can_sample:
+            # the last class too: an embedding smaller than num_classes would fail only for high labels
+            labels = np.array([0, self.num_classes - 1], dtype=np.int64) if self.conditional else None
+            try:
+                x = self._sample(sampling.draw_tiles(0, [0, 1], self.random_specs), labels, None)
+            except Exception as e:  # onnxruntime raises several unrelated types
+                what = f" with labels 0 and {self.num_classes - 1} (num_classes {self.num_classes})" if (
+                    labels is not None) else ""
+                raise LoadError(f"{role} graph fails on two drawn items{what}: {e}") from e
+            contract.check_image(role, "output", tuple(x.shape), declared)
+            lo, hi = float(np.min(x)), float(np.max(x))
+            if value_range and not (-1.001 <= lo and hi <= 1.001):
+                raise LoadError(f"{role} output spans [{lo:.3g}, {hi:.3g}]: images must be in [-1, 1] (end in tanh)")
+        if "encoder" in self.graphs:
+            enc = self.graphs["encoder"]
+            size = self.image_size or (x.shape[-1] if x is not None else 0)
+            img = x[:1] if x is not None else np.zeros((1, self.channels or 3, size, size), np.float32)
+            try:
+                code = enc.run({next(iter(enc.inputs)): img.astype(np.float32)})
+            except Exception as e:
+                raise LoadError(f"encoder graph fails on one image {list(img.shape)}: {e}") from e
+            z = dict(self.random_specs).get("z")
+            if z is not None and code[0].size != int(np.prod(z)):
+                raise LoadError(f"encoder output has {code[0].size} values per image but the generator's z takes "
+                                f"{int(np.prod(z))}")
+        for role in self.directions.values():
+            g = self.graphs[role]
+            img = np.zeros((1, 3, 8, 8), np.float32)
+            try:
+                y = g.run({next(iter(g.inputs)): img})
+            except Exception as e:
+                raise LoadError(f"{role} graph fails on a [1, 3, 8, 8] image: {e}") from e
+            contract.check_image(role, "output", tuple(y.shape), contract.Declared(channels=3), spatial=False)
+            if y.shape[2:] != img.shape[2:]:
+                raise LoadError(f"{role} output is {y.shape[2]}x{y.shape[3]} for an 8x8 input: it must keep the size")
 
     def _random_specs(self) -> list[tuple[str, tuple[int, ...]]]:
         if "generator" in self.graphs:
@@ -323,6 +358,9 @@ class GanModel:
             "dataset": _str(self.card.get("dataset")),
             "steps": _int(self.card.get("steps"), -1) if self.card.get("steps") is not None else None,
             "created": _str(self.card.get("created")),
+            # what the variant's metadata() added to the card, and the package that provided it
+            "variant_metadata": _finite(vm) if isinstance(vm := self.card.get("variant_metadata"), dict) else {},
+            "plugin": self.card.get("plugin") if isinstance(self.card.get("plugin"), dict) else None,
         }
 
     # -- checks ------------------------------------------------------------------------------
@@ -494,9 +532,9 @@ class GanModel:
         self.check_label(label)
         code = self.encode(img)
         batch = {k: v[None] for k, v in sampling.draw_tile(0, 0, self.random_specs).items()}
-        if batch["z"].shape[1:] != code.shape:
+        if batch["z"][0].size != code.size:  # ruled out by the contract at load
             raise ServingError(500, f"encoder code {code.shape} does not fit generator z {batch['z'].shape[1:]}")
-        batch["z"] = code[None].astype(np.float32)
+        batch["z"] = code.reshape(batch["z"].shape).astype(np.float32)
         return images.to_uint8(self._sample(batch, np.array([label or 0]), None))[0]
 
     @staticmethod
@@ -562,9 +600,10 @@ def load_model(
     if threads:
         opts.intra_op_num_threads = threads
     graphs: dict[str, Graph] = {}
+    served = contract.check_roles(files, card.get("unserved_roles") or ())
     for role, fpath in files.items():
-        if role not in KNOWN_ROLES:
-            log.info("model %s: ignoring graph role %r (not served)", name, role)
+        if role not in served:
+            log.info("model %s: graph role %r is marked unserved", name, role)
             continue
         file = fpath.name
         try:
@@ -572,4 +611,21 @@ def load_model(
         except Exception as e:  # onnxruntime raises several unrelated types for bad files
             raise LoadError(f"graph {role!r}: onnxruntime cannot load {file}: {e}") from e
         graphs[role] = Graph(role, session, "fp16" if file.endswith(".fp16.onnx") else "fp32")
-    return GanModel(name, version, card, graphs)
+    model = GanModel(name, version, card, graphs)
+    if model.needs_probe:  # what passes load is servable: run what the shapes leave open
+        model.probe()
+    return model
+
+
+def validate_artifact(path: str | Path, card: dict[str, Any] | None = None, value_range: bool = False) -> GanModel:
+    """Load an artifact directory as serving would (CPU) and run it once: raises ``LoadError``
+    naming the role and the mismatch. Export and ``import_models`` call this before storing."""
+    path = Path(path)
+    if card is None:
+        try:
+            card = json.loads((path / "card.json").read_text())
+        except (OSError, ValueError) as e:
+            raise LoadError(f"{path}: card.json cannot be read: {e}") from e
+    model = load_model(str(card.get("name") or path.name), "check", path, card, ["CPUExecutionProvider"], 1)
+    model.probe(value_range)
+    return model

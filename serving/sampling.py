@@ -32,9 +32,15 @@ def draw_order(names: Iterable[str]) -> list[str]:
 
 
 def draw_tile(seed: int, index: int, specs: Sequence[tuple[str, tuple[int, ...]]]) -> dict[str, np.ndarray]:
-    """Standard normals for tile ``index``; ``specs`` is ``(name, per-tile shape)`` in draw order."""
+    """Standard normals for tile ``index``; ``specs`` is ``(name, per-tile shape)`` in draw order.
+
+    Each input takes prod(shape) values, reshaped to the graph's declared per-tile shape, so a
+    ``z`` of [B, D, 1, 1] (a textbook DCGAN) gets the same D numbers as a ``z`` of [B, D]."""
     rng = np.random.default_rng([seed, index])
-    return {name: rng.standard_normal(shape).astype(np.float32) for name, shape in specs}
+    return {
+        name: rng.standard_normal(int(np.prod(shape, dtype=np.int64))).astype(np.float32).reshape(shape)
+        for name, shape in specs
+    }
 
 
 def draw_tiles(

@@ -74,3 +74,7 @@ class ModelInfo(BaseModel):
     dataset: str | None = None
     steps: int | None = None
     created: str | None = None
+    variant_metadata: dict[str, Any] = Field(
+        default_factory=dict, description="What the variant's metadata() added to the card (e.g. StyleGAN's num_layers)"
+    )
+    plugin: dict[str, str] | None = Field(None, description="Distribution and version of the package of the variant")

@@ -53,11 +53,29 @@ def _resolve(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**data)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def variant_help(name: str) -> str:
+    """The ``--model`` keys of variant ``name`` from its pydantic Config (fields, defaults, descriptions)."""
+    from zoo import registry
+
+    try:
+        cls = registry.get_variant(name)
+    except KeyError as e:
+        return f"{e.args[0]}"
+    lines = [f"hyperparameters of {name} (--model KEY=VALUE), from {cls.__module__}.{cls.Config.__name__}:"]
+    for key, field in cls.Config.model_fields.items():
+        desc = f"{field.description} " if field.description else ""
+        lines.append(f"  {key:<18} {desc}(default {field.default!r})")
+    return "\n".join(lines)
+
+
+def build_parser(variant: str | None = None) -> argparse.ArgumentParser:
+    """The CLI; with ``variant`` the train command's help lists that variant's hyperparameters."""
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train a variant (--resume continues the run folder's latest checkpoint)")
+    t = sub.add_parser("train", help="train a variant (--resume continues the run folder's latest checkpoint)",
+                       epilog=variant_help(variant) if variant else "python -m training train NAME --help lists "
+                       "the hyperparameters of variant NAME", formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("variant", help="registered variant (python -m zoo list)")
     t.add_argument("--config", help="YAML or JSON file with TrainConfig fields; flags override it")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -79,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    named = argv[1] if len(argv) > 1 and argv[0] == "train" and not argv[1].startswith("-") else None
+    args = build_parser(named if {"-h", "--help"} & set(argv) else None).parse_args(argv)
 
     try:
         if args.cmd == "train":

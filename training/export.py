@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -143,11 +144,58 @@ def export_run(
     variant, nets, state = load_run(run, which)
     cfg = state["config"]
     dest = Path(out) if out is not None else Path(run) / "export" / name
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
+    run_card = {
+        "dataset": cfg["data"],
+        "steps": state["step"],
+        "checkpoint": Path(state["checkpoint"]).name,
+        "metrics": metrics or {},
+        # a resumed run lists the command of each leg, one per line, in the order they ran
+        "train_command": "\n".join(state.get("commands") or [state.get("command") or _train_command(cfg)]),
+        "wall_time_s": round(float(state.get("wall_time_s", 0.0)), 1),
+    }
+    return export_variant(variant, nets, name, dest, run_card, store=store, tolerance=tolerance, fp16=fp16)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _shapes(inputs: dict[str, torch.Tensor]) -> str:
+    return ", ".join(f"{k} {list(v.shape)}" for k, v in inputs.items())
+
+
+def export_variant(
+    variant: Variant,
+    nets: dict[str, torch.nn.Module],
+    name: str,
+    dest: str | Path,
+    run_card: dict[str, Any] | None = None,
+    *,
+    store: bool = True,
+    tolerance: float = TOLERANCE,
+    fp16: bool = True,
+) -> Path:
+    """Write ``variant``'s graphs as artifact ``name`` at ``dest`` and check them with the serving
+    runtime's own contract (serving/contract.py) before anything is stored.
+
+    Everything is written to a temporary sibling folder that replaces ``dest`` only once every
+    check has passed; on any error ``ExportError`` names the role and the mismatch and neither
+    a half-made folder nor a stored model is left behind."""
+    from serving.contract import LoadError, check_roles
+    from serving.runtime import validate_artifact
+    from zoo.registry import plugin_info
+
+    dest = Path(dest)
     graphs = variant.export_graphs(nets)
-    sha = weights_sha256([g.module for g in graphs])
+    roles = [g.role for g in graphs]
+    if len(set(roles)) != len(roles):
+        raise ExportError(f"{variant.name}: export_graphs() declares a role twice: {roles}")
+    try:
+        check_roles(roles, variant.unserved_roles)
+    except LoadError as e:
+        raise ExportError(f"{variant.name}: {e}") from None
+    meta_v = variant.metadata()
     card: dict[str, Any] = {
         "name": name,
         "variant": variant.name,
@@ -160,40 +208,68 @@ def export_run(
         "image_size": variant.image_size,
         "value_range": "-1,1",
         "domains": ",".join(variant.data.domains),
-        "dataset": cfg["data"],
-        "steps": state["step"],
-        "checkpoint": Path(state["checkpoint"]).name,
+        "dataset": variant.data.name,
+        "steps": 0,
+        "metrics": {},
+        "train_command": "",
+        "wall_time_s": 0.0,
+        **(run_card or {}),
         "git_commit": git_commit(),
-        "sha256": sha,
-        "metrics": metrics or {},
-        # a resumed run lists the command of each leg, one per line, in the order they ran
-        "train_command": "\n".join(state.get("commands") or [state.get("command") or _train_command(cfg)]),
-        "wall_time_s": round(float(state.get("wall_time_s", 0.0)), 1),
+        "plugin": plugin_info(type(variant)),
+        "sha256": weights_sha256([g.module for g in graphs]),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        **variant.metadata(),
+        **meta_v,
+        "variant_metadata": meta_v,
+        "unserved_roles": list(variant.unserved_roles),
         "graphs": {},
     }
-    for g in graphs:
-        meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in card.items() if k != "graphs"}
-        meta.update(g.metadata)
-        meta["role"] = g.role
-        path = dest / f"{g.role}.onnx"
-        diff = export_graph(g, path, meta, tolerance)
-        card["graphs"][g.role] = {
-            "file": path.name,
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "inputs": list(g.inputs),
-            "outputs": g.output_names,
-            "parity_max_abs_diff": diff,
-            "bytes": path.stat().st_size,
-        }
-    (dest / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-    if fp16:
-        from training.fp16 import add_fp16
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        for g in graphs:
+            meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in card.items() if k != "graphs"}
+            meta.update(g.metadata)
+            meta["role"] = g.role
+            path = work / f"{g.role}.onnx"
+            g.module.eval()
+            try:
+                with torch.no_grad():
+                    g.module(*g.inputs.values())
+            except Exception as e:
+                raise ExportError(f"graph {g.role!r}: the module fails on its example inputs ({_shapes(g.inputs)}): "
+                                  f"{_first_line(e)}") from e
+            try:
+                diff = export_graph(g, path, meta, tolerance)
+            except ExportError as e:
+                raise ExportError(f"graph {g.role!r}: {e}") from e
+            except Exception as e:
+                shapes = _shapes(g.inputs)
+                raise ExportError(f"graph {g.role!r}: ONNX export failed ({shapes}): {_first_line(e)}") from e
+            card["graphs"][g.role] = {
+                "file": path.name,
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "inputs": list(g.inputs),
+                "outputs": g.output_names,
+                "parity_max_abs_diff": diff,
+                "bytes": path.stat().st_size,
+            }
+        (work / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+        try:
+            validate_artifact(work, card)
+        except LoadError as e:
+            raise ExportError(f"{variant.name}: the export would not be servable: {e}") from None
+        if fp16:
+            from training.fp16 import add_fp16
 
-        add_fp16(dest)
-        card = json.loads((dest / "card.json").read_text())
-    (dest / "card.md").write_text(render_card(card))
+            add_fp16(work)
+            card = json.loads((work / "card.json").read_text())
+        (work / "card.md").write_text(render_card(card))
+        if dest.exists():
+            shutil.rmtree(dest)
+        work.rename(dest)
+    finally:
+        if work.exists():
+            shutil.rmtree(work)
     if store:
         from serving.import_models import import_artifact
 

@@ -34,7 +34,18 @@ log = logging.getLogger("ganzoo.train")
 # -- pieces the loop and export share ------------------------------------------------------
 def data_info(data: ImageData | UnpairedData) -> DataInfo:
     domains = getattr(data, "domains", ())
-    return DataInfo(channels=data.channels, num_classes=data.num_classes, name=data.name, domains=tuple(domains))
+    classes = tuple(str(c) for c in getattr(data, "classes", None) or ())
+    return DataInfo(channels=data.channels, num_classes=data.num_classes, name=data.name, domains=tuple(domains),
+                    classes=classes)
+
+
+def variant_config(cls: type[Variant], params: dict[str, Any]) -> Any:
+    """``cls.Config(**params)``; an unknown key is named beside the valid ones."""
+    unknown = sorted(set(params) - set(cls.Config.model_fields))
+    if unknown:
+        raise ValueError(f"{cls.name} has no hyperparameter {', '.join(map(repr, unknown))}; valid --model keys: "
+                         f"{', '.join(cls.Config.model_fields)}")
+    return cls.Config(**params)
 
 
 def make_variant(cfg: TrainConfig, info: DataInfo) -> Variant:
@@ -42,7 +53,23 @@ def make_variant(cfg: TrainConfig, info: DataInfo) -> Variant:
     params = dict(cfg.model)
     if cfg.image_size is not None:
         params["image_size"] = cfg.image_size
-    return cls(cls.Config(**params), info)
+    return cls(variant_config(cls, params), info)
+
+
+def resume_config(cfg: TrainConfig, state: dict[str, Any]) -> TrainConfig:
+    """``cfg`` with the checkpoint's variant config; a variant or ``--model`` value that
+    contradicts the checkpoint is refused (the networks could not load its weights)."""
+    saved = state.get("variant_config") or {}
+    was = (state.get("config") or {}).get("variant")
+    if was and was != cfg.variant:
+        raise ValueError(f"{cfg.out} holds a {was!r} run; it cannot be resumed as {cfg.variant!r}")
+    asked = {**cfg.model, **({"image_size": cfg.image_size} if cfg.image_size is not None else {})}
+    clash = [f"{k}={v!r} (checkpoint: {saved.get(k)!r})" for k, v in asked.items() if k in saved and saved[k] != v]
+    clash += [f"{k}={v!r} (not a hyperparameter of the checkpoint)" for k, v in asked.items() if k not in saved]
+    if clash:
+        raise ValueError("--resume takes the variant config from the checkpoint; drop the conflicting --model "
+                         f"value(s): {', '.join(clash)}")
+    return cfg.model_copy(update={"model": dict(saved), "image_size": None})
 
 
 def make_optimizers(variant: Variant, nets: dict[str, torch.nn.Module], cfg: TrainConfig) -> dict[str, Any]:
@@ -153,14 +180,15 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     out = Path(cfg.out)
     if (out / "checkpoints" / "latest.pt").exists() and not cfg.resume:
         raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    # a resumed run is read before anything in its folder is written
+    resumed = None
+    if cfg.resume and (out / "checkpoints" / "latest.pt").exists():
+        resumed = torch.load(out / "checkpoints" / "latest.pt", map_location="cpu", weights_only=False)
+        cfg = resume_config(cfg, resumed)
     rank, world = distributed.init()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ckpt_dir = out / "checkpoints"
-    if rank == 0:
-        (out / "samples").mkdir(parents=True, exist_ok=True)
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
 
     # data, variant and networks: init is seeded alike on every rank, noise differs per rank
     variant_cls = registry.get_variant(cfg.variant)
@@ -192,8 +220,8 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     history: list[str] = []  # the commands of every leg of a resumed run, in order, so it can be reproduced
     torch.manual_seed(cfg.seed * 1000 + rank)
     latest = ckpt_dir / "latest.pt"
-    if latest.exists():
-        state = torch.load(latest, map_location="cpu", weights_only=False)
+    if resumed is not None:
+        state = resumed
         for k, sd in state["nets"].items():
             nets[k].load_state_dict(sd)
         for k, sd in state["opts"].items():
@@ -207,6 +235,10 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
         command = command or (history[-1] if history else None)
         set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
         log.info("resumed from %s at step %d", latest, step)
+    if rank == 0:
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
 
     def next_batch() -> dict[str, torch.Tensor]:
         nonlocal batches_used

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from zoo.dcgan import Discriminator, Generator, init_weights
@@ -40,12 +41,14 @@ from zoo.spec import ExportGraph, StepContext, Variant, VariantConfig
 
 
 class AAEConfig(VariantConfig):
-    image_size: int = 32
-    latent_dim: int = 8
-    width: int = 64  # conv channels at the widest resolution, as in DCGAN
-    d_hidden: int = 256  # width of the code discriminator's two hidden layers
-    image_adv: float = 0.0  # weight of the decoder's image-space adversarial loss (0: the paper's AAE)
-    image_d_width: int = 32  # width of the image discriminator DX (only built when image_adv > 0)
+    image_size: int = Field(32, description="side of the square training images, in pixels")
+    latent_dim: int = Field(8, description="size of the latent code z")
+    width: int = Field(64, description="conv channels at the widest resolution, as in DCGAN")
+    d_hidden: int = Field(256, description="width of the code discriminator's two hidden layers")
+    image_adv: float = Field(
+        0.0, description="weight of the decoder's image-space adversarial loss (0: the paper's AAE)"
+    )
+    image_d_width: int = Field(32, description="width of the image discriminator DX (only built when image_adv > 0)")
 
 
 class Encoder(nn.Module):

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from zoo.dcgan import Discriminator, Generator, init_weights
@@ -37,11 +38,13 @@ from zoo.spec import ExportGraph, StepContext, Variant, VariantConfig
 
 
 class CGANConfig(VariantConfig):
-    image_size: int = 32
-    latent_dim: int = 100
-    width: int = 64  # channels of the widest-resolution layer; doubles at each downsampling
-    embed_dim: int = 32  # size of the generator's label embedding, concatenated to z
-    label_planes: bool = True  # also feed D one-hot label planes (Mirza & Osindero); see the module docstring
+    image_size: int = Field(32, description="side of the square training images, in pixels")
+    latent_dim: int = Field(100, description="size of the latent code z")
+    width: int = Field(64, description="channels of the widest-resolution layer; doubles at each downsampling")
+    embed_dim: int = Field(32, description="size of the generator's label embedding, concatenated to z")
+    label_planes: bool = Field(
+        True, description="also feed D one-hot label planes (Mirza & Osindero); see the module docstring"
+    )
 
 
 class ConditionalGenerator(nn.Module):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
@@ -24,14 +25,14 @@ from zoo.spec import ExportGraph, StepContext, Variant, VariantConfig
 
 
 class CycleGANConfig(VariantConfig):
-    image_size: int = 64  # training crop; generators are fully convolutional
-    latent_dim: int = 0  # no latent code: translation is deterministic
-    ngf: int = 32  # generator width at full resolution (x2, x4 after the downsamplings)
-    n_blocks: int = 6  # residual blocks at 1/4 resolution
-    ndf: int = 32  # discriminator width of the first layer
-    d_layers: int = 3  # stride-2 layers in the PatchGAN (3 = the 70x70 receptive field)
-    lambda_cycle: float = 10.0  # weight of the cycle-consistency L1 loss
-    lambda_identity: float = 0.5  # identity L1 weight, as a fraction of lambda_cycle (0 = off)
+    image_size: int = Field(64, description="training crop; generators are fully convolutional")
+    latent_dim: int = Field(0, description="no latent code: translation is deterministic")
+    ngf: int = Field(32, description="generator width at full resolution (x2, x4 after the downsamplings)")
+    n_blocks: int = Field(6, description="residual blocks at 1/4 resolution")
+    ndf: int = Field(32, description="discriminator width of the first layer")
+    d_layers: int = Field(3, description="stride-2 layers in the PatchGAN (3 = the 70x70 receptive field)")
+    lambda_cycle: float = Field(10.0, description="weight of the cycle-consistency L1 loss")
+    lambda_identity: float = Field(0.5, description="identity L1 weight, as a fraction of lambda_cycle (0 = off)")
 
 
 def _norm(ch: int) -> nn.Module:

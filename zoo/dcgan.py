@@ -10,15 +10,16 @@ from __future__ import annotations
 import math
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from zoo.spec import ExportGraph, StepContext, Variant, VariantConfig
 
 
 class DCGANConfig(VariantConfig):
-    image_size: int = 32
-    latent_dim: int = 100
-    width: int = 64  # channels of the widest-resolution layer; doubles at each downsampling
+    image_size: int = Field(32, description="side of the square training images, in pixels")
+    latent_dim: int = Field(100, description="size of the latent code z")
+    width: int = Field(64, description="channels of the widest-resolution layer; doubles at each downsampling")
 
 
 def _levels(image_size: int) -> int:

@@ -10,13 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Union
 
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 TASKS = ("generate", "translate", "reconstruct")
+LossOut = Union[torch.Tensor, tuple[torch.Tensor, dict[str, float]]]  # noqa: UP007 (a runtime alias)
+
+
+def split_loss(out: LossOut) -> tuple[torch.Tensor, dict[str, float]]:
+    """A loss hook's result as (loss, extra scalars to log)."""
+    if isinstance(out, tuple):
+        loss, extra = out
+        return loss, {str(k): float(v) for k, v in extra.items()}
+    return out, {}
 
 
 class VariantConfig(BaseModel):
@@ -36,6 +45,7 @@ class DataInfo:
     num_classes: int
     name: str = ""
     domains: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()  # the dataset's class names, in label order (empty when unlabelled)
 
 
 @dataclass
@@ -84,6 +94,9 @@ class Variant:
     # optimiser groups: optimiser name -> modules it updates
     optimizer_groups: ClassVar[dict[str, tuple[str, ...]]] = {"G": ("G",), "D": ("D",)}
     description: ClassVar[str] = ""
+    # roles of export_graphs that serving does not use (shipped in the artifact, never loaded);
+    # any other role outside docs/ARTIFACTS.md is refused at export
+    unserved_roles: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: VariantConfig, data: DataInfo) -> None:
         self.config = config
@@ -99,6 +112,11 @@ class Variant:
         return 0
 
     @property
+    def classes(self) -> list[str]:
+        """Class names for the card and /models; the dataset's when the variant is conditional."""
+        return [str(c) for c in self.data.classes] if self.num_classes else []
+
+    @property
     def channels(self) -> int:
         return self.data.channels
 
@@ -112,25 +130,39 @@ class Variant:
         raise NotImplementedError
 
     def train_step(self, ctx: StepContext) -> dict[str, float]:
+        """``ctx.d_steps`` steps of every optimiser group named ``D*``, each on a fresh batch, then
+        one step of every other group. ``d_loss``/``g_loss`` may return ``(loss, {name: scalar})``
+        to log more scalars."""
+        d_groups = [g for g in ctx.opts if g.startswith("D")]
+        g_groups = [g for g in ctx.opts if not g.startswith("D")]
         logs: dict[str, float] = {}
+        batch: dict[str, torch.Tensor] = {}
         for _ in range(ctx.d_steps):
             batch = ctx.next_batch()
-            ctx.opts["D"].zero_grad(set_to_none=True)
-            d_loss = self.d_loss(ctx, batch)
+            for g in d_groups:
+                ctx.opts[g].zero_grad(set_to_none=True)
+            d_loss, extra = split_loss(self.d_loss(ctx, batch))
             d_loss.backward()
-            ctx.opts["D"].step()
-        ctx.opts["G"].zero_grad(set_to_none=True)
-        g_loss = self.g_loss(ctx, batch)
+            for g in d_groups:
+                ctx.opts[g].step()
+            logs.update(extra)
+        for g in g_groups:
+            ctx.opts[g].zero_grad(set_to_none=True)
+        g_loss, extra = split_loss(self.g_loss(ctx, batch))
         g_loss.backward()
-        ctx.opts["G"].step()
+        for g in g_groups:
+            ctx.opts[g].step()
+        logs.update(extra)
         logs["loss_d"] = float(d_loss.detach())
         logs["loss_g"] = float(g_loss.detach())
         return logs
 
-    def d_loss(self, ctx: StepContext, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def d_loss(self, ctx: StepContext, batch: dict[str, torch.Tensor]) -> LossOut:
+        """The discriminator groups' loss on ``batch`` (optionally with extra scalars to log)."""
         raise NotImplementedError
 
-    def g_loss(self, ctx: StepContext, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def g_loss(self, ctx: StepContext, batch: dict[str, torch.Tensor]) -> LossOut:
+        """The other groups' loss; ``batch`` is the last one the discriminator saw."""
         raise NotImplementedError
 
     def sample(self, nets: dict[str, nn.Module], n: int, generator: torch.Generator) -> torch.Tensor:

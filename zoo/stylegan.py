@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from zoo.layers import SQRT2, EqualConv2d, EqualLinear, MinibatchStdDev, PixelNorm
@@ -43,16 +44,16 @@ from zoo.spec import ExportGraph, StepContext, Variant, VariantConfig
 
 
 class StyleGANConfig(VariantConfig):
-    image_size: int = 32
-    latent_dim: int = 128  # z
-    w_dim: int = 128  # w, the style vector
-    mapping_layers: int = 8
-    mapping_lr_mul: float = 0.01  # the paper's learning-rate multiplier of the mapping network
-    fmap_base: int = 512  # channels at resolution r: min(fmap_max, fmap_base // r): 64, 64, 32, 16
-    fmap_max: int = 64
-    style_mixing: float = 0.9  # probability of a mixed-style training batch
-    w_avg_beta: float = 0.995  # decay of the running mean of w (truncation centre)
-    mbstd_group: int = 4  # minibatch-stddev group size
+    image_size: int = Field(32, description="side of the square training images, in pixels")
+    latent_dim: int = Field(128, description="size of the latent code z")
+    w_dim: int = Field(128, description="w, the style vector")
+    mapping_layers: int = Field(8, description="layers of the mapping network z -> w")
+    mapping_lr_mul: float = Field(0.01, description="the paper's learning-rate multiplier of the mapping network")
+    fmap_base: int = Field(512, description="channels at resolution r: min(fmap_max, fmap_base // r): 64, 64, 32, 16")
+    fmap_max: int = Field(64, description="most channels of any synthesis or discriminator layer")
+    style_mixing: float = Field(0.9, description="probability of a mixed-style training batch")
+    w_avg_beta: float = Field(0.995, description="decay of the running mean of w (truncation centre)")
+    mbstd_group: int = Field(4, description="minibatch-stddev group size")
 
 
 def _resolutions(image_size: int) -> list[int]:

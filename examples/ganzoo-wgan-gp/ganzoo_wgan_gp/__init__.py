@@ -10,6 +10,7 @@ through its entry point.
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from training.losses import AdversarialLoss
@@ -18,9 +19,9 @@ from zoo.spec import StepContext
 
 
 class WGANGPConfig(DCGANConfig):
-    width: int = 32
-    critic_steps: int = 5
-    gp_weight: float = 10.0
+    width: int = Field(32, description="critic and generator channels at the widest resolution")
+    critic_steps: int = Field(5, description="critic steps per generator step (at least --d-steps)")
+    gp_weight: float = Field(10.0, description="weight of the gradient penalty (replaces --gp-weight)")
 
 
 class Critic(nn.Module):
