@@ -21,7 +21,7 @@ from typing import Any
 
 import bentoml
 
-from serving.runtime import graph_files
+from serving.runtime import file_digest, graph_files, verify_graph
 from serving.store import is_ganzoo, list_models, model_store
 
 log = logging.getLogger("bentoml.ganzoo")
@@ -60,8 +60,35 @@ def read_artifact(path: str | Path) -> tuple[dict[str, Any], list[Path]]:
     return card, sorted(files)
 
 
+def _fill(role: str, file: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` checked against ``file`` (a mismatch refuses the import) and completed with
+    the file's sha256 and bytes where the card does not record them."""
+    verify_graph(role, file, entry)
+    if not entry.get("sha256"):
+        entry["sha256"] = file_digest(file)
+    if not isinstance(entry.get("bytes"), int):
+        entry["bytes"] = file.stat().st_size
+    return entry
+
+
+def recorded_card(path: Path, card: dict[str, Any]) -> dict[str, Any]:
+    """The card to store: every graph (and fp16 copy) with its sha256 and bytes, so serving
+    can verify each file at load even when the artifact's card predates per-graph digests."""
+    fp32, fp16 = graph_files(path, card), graph_files(path, card, "fp16")
+    spec = card.get("graphs") if isinstance(card.get("graphs"), dict) else {}
+    graphs: dict[str, Any] = {}
+    for role, file in fp32.items():
+        raw = spec.get(role, {"file": file.name})
+        entry = _fill(role, file, dict(raw) if isinstance(raw, dict) else {"file": str(raw)})
+        if fp16[role] != file and isinstance(entry.get("fp16"), dict):
+            entry["fp16"] = _fill(role, fp16[role], dict(entry["fp16"]))
+        graphs[role] = entry
+    return {**card, "graphs": graphs}
+
+
 def _import(path: Path, home: str | Path | None) -> tuple[str, bool]:
     card, files = read_artifact(path)
+    full = recorded_card(path, card)
     name = str(card.get("name") or path.name)
     sha = card.get("sha256")
     if not sha:
@@ -72,7 +99,7 @@ def _import(path: Path, home: str | Path | None) -> tuple[str, bool]:
         if is_ganzoo(stored) and stored.info.metadata.get("sha256") == sha:
             return str(stored.tag), False
     labels = {"ganzoo": "true", "task": str(card.get("task") or ""), "variant": str(card.get("variant") or name)}
-    metadata = _metadata({**card, "sha256": sha})
+    metadata = _metadata({**full, "sha256": sha})
     root = path.resolve()
     with bentoml.models.create(name, labels=labels, metadata=metadata, _model_store=store) as model:
         for src in [root / "card.json", root / "card.md", *files]:
@@ -80,6 +107,8 @@ def _import(path: Path, home: str | Path | None) -> tuple[str, bool]:
                 dst = Path(model.path) / src.relative_to(root)
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dst)
+        if full != card:  # digests were added: the stored card is the artifact's plus them
+            (Path(model.path) / "card.json").write_text(json.dumps(full, indent=2))
     return str(model.tag), True
 
 

@@ -8,6 +8,7 @@ that exports graphs with those names is served without code here knowing the var
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -73,6 +74,46 @@ def graph_files(path: Path, card: dict[str, Any], precision: str = "fp32") -> di
             raise LoadError(f"graph {role!r}: {name} is missing")
         files[role] = file
     return files
+
+
+def graph_record(card: dict[str, Any], role: str, file: Path) -> dict[str, Any]:
+    """What the card records for the file a role loads from: its own entry, or the entry of
+    its fp16 copy when ``file`` is that copy (each copy carries its own sha256 and bytes)."""
+    entry = (card.get("graphs") or {}).get(role)
+    if not isinstance(entry, dict):
+        return {}
+    half = entry.get("fp16")
+    if isinstance(half, dict) and Path(str(half.get("file", ""))).name == file.name:
+        return half
+    return entry
+
+
+def file_digest(file: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks (graphs can be hundreds of MB)."""
+    h = hashlib.sha256()
+    with file.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_graph(role: str, file: Path, record: dict[str, Any]) -> bool:
+    """Check a graph file against its card record (``bytes`` first, it is free, then
+    ``sha256``), so a file damaged on disk is never served. Raises ``LoadError`` naming the
+    role, the file and the expected and actual values; returns False when the card records
+    no sha256 (cards from before per-graph digests), True when the digest matched."""
+    size = record.get("bytes")
+    if isinstance(size, int) and not isinstance(size, bool):
+        actual_size = file.stat().st_size
+        if actual_size != size:
+            raise LoadError(f"graph {role!r}: {file.name} is {actual_size} bytes, its card records {size}")
+    expected = record.get("sha256")
+    if not expected:
+        return False
+    actual = file_digest(file)
+    if actual != str(expected).lower():
+        raise LoadError(f"graph {role!r}: {file.name} has sha256 {actual}, its card records {expected}")
+    return True
 
 
 @dataclass(frozen=True)
@@ -537,7 +578,8 @@ def load_model(
     precision: str = "fp32",
 ) -> GanModel:
     """Open one session per known role listed in ``card["graphs"]`` (or per ``*.onnx`` file),
-    from its fp16 copy where ``precision`` is fp16 and the card lists one."""
+    from its fp16 copy where ``precision`` is fp16 and the card lists one. Each file is first
+    checked against the sha256 and size its card records (``verify_graph``)."""
     files = graph_files(path, card, precision)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -549,6 +591,8 @@ def load_model(
             log.info("model %s: ignoring graph role %r (not served)", name, role)
             continue
         file = fpath.name
+        if not verify_graph(role, fpath, graph_record(card, role, fpath)):
+            log.warning("model %s: card.json records no sha256 for graph %r (%s): loaded unverified", name, role, file)
         try:
             session = ort.InferenceSession(str(fpath), sess_options=opts, providers=providers)
         except Exception as e:  # onnxruntime raises several unrelated types for bad files
