@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from serving.providers import DEVICES, PRECISIONS
+from serving.runtime import MAX_OUTPUT_PIXELS, MAX_WORK_PIXELS
 
 
 def _int(env: Mapping[str, str], key: str, default: int, minimum: int) -> int:
@@ -34,6 +35,8 @@ class Settings:
     max_n: int = 256  # GANZOO_MAX_N: most tiles per /generate
     max_pixels: int = 16_000_000  # GANZOO_MAX_PIXELS: largest accepted input image
     max_bytes: int = 64 * 1024 * 1024  # GANZOO_MAX_BYTES: largest accepted request body
+    max_work_pixels: int = MAX_WORK_PIXELS  # GANZOO_MAX_WORK_PIXELS: largest image a graph runs on
+    max_output_pixels: int = MAX_OUTPUT_PIXELS  # GANZOO_MAX_OUTPUT_PIXELS: largest response image
     ort_threads: int = 0  # GANZOO_ORT_THREADS: intra-op threads per session, 0 = ORT default
     batch: int = 64  # GANZOO_BATCH: tiles per ONNX Runtime call
 
@@ -54,6 +57,8 @@ class Settings:
             max_n=_int(env, "GANZOO_MAX_N", cls.max_n, 1),
             max_pixels=_int(env, "GANZOO_MAX_PIXELS", cls.max_pixels, 1),
             max_bytes=_int(env, "GANZOO_MAX_BYTES", cls.max_bytes, 1),
+            max_work_pixels=_int(env, "GANZOO_MAX_WORK_PIXELS", cls.max_work_pixels, 1),
+            max_output_pixels=_int(env, "GANZOO_MAX_OUTPUT_PIXELS", cls.max_output_pixels, 1),
             ort_threads=_int(env, "GANZOO_ORT_THREADS", cls.ort_threads, 0),
             batch=_int(env, "GANZOO_BATCH", cls.batch, 1),
         )
