@@ -2,7 +2,8 @@
 
 This is the only way a model reaches serving: the service reads the store, never a run
 directory. Importing is idempotent (a model whose ``card.json["sha256"]`` is already
-stored under the same name is skipped) and only ever adds versions, never deletes.
+stored under the same name is skipped, also when two imports run at once: they take a file
+lock in the store) and only ever adds versions, never deletes.
 
     python -m serving.import_models runs/dcgan-mnist/export/dcgan ...
     python -m serving.import_models            # every directory under serving/pretrained/
@@ -20,12 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
+from filelock import FileLock
 
 from serving.runtime import file_digest, graph_files, verify_graph
 from serving.store import is_ganzoo, list_models, model_store
 
 log = logging.getLogger("bentoml.ganzoo")
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+LOCK_NAME = ".ganzoo-import.lock"  # in the store's directory ($BENTOML_HOME/models)
+LOCK_TIMEOUT_S = 600  # an import that waits longer for another one fails instead of hanging
 
 
 def _metadata(value: Any) -> Any:
@@ -95,20 +99,26 @@ def _import(path: Path, home: str | Path | None) -> tuple[str, bool]:
         sha = _sha256(files)
         log.warning("%s: card.json has no sha256; using the graphs' hash %s", path, sha)
     store = model_store(home)
-    for stored in list_models(store, name):
-        if is_ganzoo(stored) and stored.info.metadata.get("sha256") == sha:
-            return str(stored.tag), False
     labels = {"ganzoo": "true", "task": str(card.get("task") or ""), "variant": str(card.get("variant") or name)}
     metadata = _metadata({**full, "sha256": sha})
     root = path.resolve()
-    with bentoml.models.create(name, labels=labels, metadata=metadata, _model_store=store) as model:
-        for src in [root / "card.json", root / "card.md", *files]:
-            if src.is_file():
-                dst = Path(model.path) / src.relative_to(root)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dst)
-        if full != card:  # digests were added: the stored card is the artifact's plus them
-            (Path(model.path) / "card.json").write_text(json.dumps(full, indent=2))
+    base = Path(store._path)
+    base.mkdir(parents=True, exist_ok=True)
+    # Check-then-create under one lock per store: two concurrent imports of the same artifact
+    # would otherwise both find no copy and both store one. BentoML's store has no lock of its
+    # own; a file at the store's top level is not an entry to it (only directories are).
+    with FileLock(str(base / LOCK_NAME), timeout=LOCK_TIMEOUT_S):
+        for stored in list_models(store, name):
+            if is_ganzoo(stored) and stored.info.metadata.get("sha256") == sha:
+                return str(stored.tag), False
+        with bentoml.models.create(name, labels=labels, metadata=metadata, _model_store=store) as model:
+            for src in [root / "card.json", root / "card.md", *files]:
+                if src.is_file():
+                    dst = Path(model.path) / src.relative_to(root)
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, dst)
+            if full != card:  # digests were added: the stored card is the artifact's plus them
+                (Path(model.path) / "card.json").write_text(json.dumps(full, indent=2))
     return str(model.tag), True
 
 
