@@ -34,6 +34,7 @@ from serving.runtime import GanModel
 from serving.sampling import MAX_SEED
 from serving.schemas import EncodeResponse, ErrorResponse, GenerateRequest, ModelInfo
 from serving.store import load_served
+from serving.supervise import die_with_parent
 
 log = logging.getLogger("bentoml.ganzoo")
 
@@ -129,6 +130,7 @@ class Ganzoo:
     """GAN zoo: sample, interpolate, style-mix, reconstruct and translate with exported GANs."""
 
     def __init__(self) -> None:
+        die_with_parent()  # a worker must not outlive `bentoml serve` (serving/supervise.py)
         self.settings = Settings.from_env()
         Image.MAX_IMAGE_PIXELS = self.settings.max_pixels  # PIL's own decompression-bomb guard
         available = ort.get_available_providers()

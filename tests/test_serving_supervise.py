@@ -1,0 +1,116 @@
+"""Supervision of a real ``bentoml serve``: no worker outlives a SIGKILLed main process.
+
+The server is started as tests/conftest.py ``bentoml_server`` does (own session, own
+BENTOML_HOME with a shipped model imported), but here the test needs the main process
+itself to kill it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from serving.import_models import PRETRAINED, import_artifact
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_env(home: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "BENTOML_HOME": str(home),
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / "cache"),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "PYTHONPATH": str(REPO),
+        "GANZOO_ORT_THREADS": "1",
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def started(cmd: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Popen]:
+    """``cmd`` started in its own session, yielded once ``/readyz`` on ``port`` answers 200."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not ready within 120 s:\n{log.read_text()[-4000:]}")
+            with contextlib.suppress(subprocess.TimeoutExpired):  # wake at once if the server dies
+                proc.wait(timeout=0.25)
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the whole session, workers included
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture()
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    import_artifact(PRETRAINED / "dcgan", home=home)
+    return home
+
+
+def test_sigkill_of_the_main_process_leaves_no_worker_holding_the_port(home: Path):
+    port = _free_port()
+    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:Ganzoo", "--host", "127.0.0.1",
+           "--port", str(port)]
+    workers: list[psutil.Process] = []
+    try:
+        with started(cmd, server_env(home), port, home / "server.log") as main:
+            workers = psutil.Process(main.pid).children(recursive=True)  # circus gives each its own session
+            assert workers, "bentoml serve started no worker process"
+            url = f"http://127.0.0.1:{port}"
+            assert httpx.get(f"{url}/generate?model=dcgan&n=1&seed=1", timeout=30).status_code == 200
+            os.kill(main.pid, signal.SIGKILL)
+            main.wait(timeout=10)
+            gone, alive = psutil.wait_procs(workers, timeout=30)  # bounded wait for the kernel's SIGTERM to act
+            assert alive == [], f"workers outlived the main process: {[p.pid for p in alive]}"
+            assert _port_is_free(port), f"port {port} is still held after the main process died"
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(f"{url}/readyz", timeout=5)
+    finally:  # on failure, do not leave orphans behind (they are outside the main process's group)
+        for p in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
