@@ -114,3 +114,76 @@ def test_sigkill_of_the_main_process_leaves_no_worker_holding_the_port(home: Pat
         for p in workers:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
+
+
+def _generate_count(url: str) -> float:
+    """bentoml_service_request_total for 200s of /generate in ``url``'s /metrics (0 when absent)."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    for line in text.splitlines():
+        if line.startswith("bentoml_service_request_total{") and 'endpoint="/generate"' in line \
+                and 'http_response_code="200"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _wait_for(predicate, what: str, timeout: float = 60.0) -> None:  # noqa: ANN001
+    """Poll ``predicate`` until true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)  # polling interval of a bounded wait, not a synchronisation
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_launched_instances_keep_their_metrics_log_worker_deaths_and_do_not_track(home: Path):
+    """serving/serve.py (``make serve``): a second instance on the same BENTOML_HOME (plain
+    ``bentoml serve``, which empties BentoML's shared Prometheus directory) leaves the first
+    one's metrics alone; a SIGKILLed worker is logged with its signal; tracking is off."""
+    port_a, port_b = _free_port(), _free_port()
+    env_a = server_env(home)
+    env_a.pop("BENTOML_DO_NOT_TRACK")  # the launcher's default must turn it on
+    launch = [sys.executable, "-m", "serving.serve", "serving.service:Ganzoo", "--host", "127.0.0.1",
+              "--port", str(port_a), "--timeout-graceful-shutdown", "10"]
+    plain = [sys.executable, "-m", "bentoml", "serve", "serving.service:Ganzoo", "--host", "127.0.0.1",
+             "--port", str(port_b)]
+    url_a, log_a = f"http://127.0.0.1:{port_a}", home / "a.log"
+    with started(launch, env_a, port_a, log_a) as a:
+        own = home / "ganzoo-prometheus" / str(a.pid)
+        assert own.is_dir() and any(own.iterdir()), "instance A does not write its metrics to its own directory"
+        (worker,) = psutil.Process(a.pid).children()
+        assert worker.environ().get("BENTOML_DO_NOT_TRACK") == "True"
+        for seed in range(3):
+            assert httpx.get(f"{url_a}/generate?model=dcgan&n=1&seed={seed}", timeout=30).status_code == 200
+        assert _generate_count(url_a) == 3.0
+        with started(plain, server_env(home), port_b, home / "b.log"):
+            assert (home / "prometheus_multiproc_dir").is_dir()  # B's, emptied by B at its start
+            assert _generate_count(url_a) == 3.0, "starting a second instance reset the first one's metrics"
+
+        worker.kill()
+        _wait_for(lambda: f"worker {worker.pid} of 'service' died (signal SIGKILL)" in log_a.read_text(),
+                  "the arbiter to log the worker's death")
+        _wait_for(lambda: _ready(url_a), "the respawned worker")
+        assert httpx.get(f"{url_a}/generate?model=dcgan&n=1&seed=9", timeout=30).status_code == 200
+    assert not own.exists(), "the instance's Prometheus directory outlived it"
+
+
+def test_prometheus_dirs_of_dead_instances_are_removed(tmp_path: Path):
+    from serving.serve import prometheus_dir
+
+    base = tmp_path / "ganzoo-prometheus"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale, live = base / dead.stdout.strip(), base / str(os.getppid())
+    for d in (stale, live):
+        d.mkdir(parents=True)
+        (d / "counter_1.db").write_bytes(b"x")
+    mine = prometheus_dir(tmp_path, env={})
+    assert mine == base / str(os.getpid()) and mine.is_dir()
+    assert not stale.exists() and live.is_dir()
+    assert prometheus_dir(tmp_path, env={"GANZOO_PROMETHEUS_DIR": str(tmp_path / "set")}) == tmp_path / "set"
