@@ -10,6 +10,8 @@ DATA ?= ../shared/data
 EXTRA ?= serve
 GRACE ?= 60
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# BentoML's usage tracking is off unless the environment says otherwise.
+export BENTOML_DO_NOT_TRACK ?= True
 
 .PHONY: serve test lint pretrained eval benchmark import-models clean
 
