@@ -187,3 +187,41 @@ def test_prometheus_dirs_of_dead_instances_are_removed(tmp_path: Path):
     assert mine == base / str(os.getpid()) and mine.is_dir()
     assert not stale.exists() and live.is_dir()
     assert prometheus_dir(tmp_path, env={"GANZOO_PROMETHEUS_DIR": str(tmp_path / "set")}) == tmp_path / "set"
+
+
+def _in_progress(url: str, endpoint: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("bentoml_service_request_in_progress{") and f'endpoint="{endpoint}"' in line)
+
+
+def test_sigterm_drains_in_flight_requests(tmp_path: Path):
+    """``make serve``'s command stopped with SIGTERM while requests run: every one is answered."""
+    import io
+
+    from PIL import Image
+
+    home = tmp_path / "home"
+    import_artifact(PRETRAINED / "cyclegan", home=home)
+    port = _free_port()
+    cmd = [sys.executable, "-m", "serving.serve", "serving.service:Ganzoo", "--host", "127.0.0.1",
+           "--port", str(port), "--timeout-graceful-shutdown", "60"]
+    buf = io.BytesIO()
+    Image.new("RGB", (256, 256), (200, 30, 30)).save(buf, "PNG")
+    url, n = f"http://127.0.0.1:{port}", 4
+    with started(cmd, server_env(home), port, home / "server.log") as main:
+        import concurrent.futures
+
+        def translate(_: int) -> int:
+            r = httpx.post(f"{url}/translate?direction=apple2orange&size=320", content=buf.getvalue(),
+                           headers={"Content-Type": "image/png"}, timeout=120)
+            return r.status_code
+
+        with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            futures = [pool.submit(translate, i) for i in range(n)]
+            _wait_for(lambda: _in_progress(url, "/translate") >= n or any(f.done() for f in futures),
+                      "the requests to be in flight")
+            assert not any(f.done() for f in futures), "requests finished before the signal: the test proves nothing"
+            os.kill(main.pid, signal.SIGTERM)
+            assert [f.result(timeout=120) for f in futures] == [200] * n
+        assert main.wait(timeout=60) == 0
