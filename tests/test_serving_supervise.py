@@ -7,7 +7,9 @@ itself to kill it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import io
 import os
 import signal
 import socket
@@ -20,6 +22,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from PIL import Image
 
 from serving.import_models import PRETRAINED, import_artifact
 
@@ -195,22 +198,35 @@ def _in_progress(url: str, endpoint: str) -> float:
                if line.startswith("bentoml_service_request_in_progress{") and f'endpoint="{endpoint}"' in line)
 
 
-def test_sigterm_drains_in_flight_requests(tmp_path: Path):
-    """``make serve``'s command stopped with SIGTERM while requests run: every one is answered."""
-    import io
+def test_over_http_size_4_lab_and_work_bounds_then_sigterm_drains(tmp_path: Path):
+    """``make serve``'s command stopped with SIGTERM while requests run: every one is answered.
 
-    from PIL import Image
-
+    The same server first answers the issue's 500s and cost bounds over HTTP: ``size=4``,
+    LAB TIFFs on /encode and /reconstruct, a working image over GANZOO_MAX_WORK_PIXELS."""
     home = tmp_path / "home"
-    import_artifact(PRETRAINED / "cyclegan", home=home)
+    for name in ("cyclegan", "aae"):
+        import_artifact(PRETRAINED / name, home=home)
     port = _free_port()
     cmd = [sys.executable, "-m", "serving.serve", "serving.service:Ganzoo", "--host", "127.0.0.1",
            "--port", str(port), "--timeout-graceful-shutdown", "60"]
     buf = io.BytesIO()
     Image.new("RGB", (256, 256), (200, 30, 30)).save(buf, "PNG")
+    lab = io.BytesIO()
+    Image.new("RGB", (40, 30), (20, 200, 90)).convert("LAB").save(lab, "TIFF")
     url, n = f"http://127.0.0.1:{port}", 4
-    with started(cmd, server_env(home), port, home / "server.log") as main:
-        import concurrent.futures
+    png, tiff = {"Content-Type": "image/png"}, {"Content-Type": "image/tiff"}
+    env = server_env(home, GANZOO_MAX_WORK_PIXELS="200000")
+    with started(cmd, env, port, home / "server.log") as main:
+        r = httpx.post(f"{url}/translate?direction=apple2orange&size=4", content=buf.getvalue(), headers=png,
+                       timeout=60)
+        assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (256, 256)
+        r = httpx.post(f"{url}/translate?direction=apple2orange&size=1024", content=buf.getvalue(), headers=png,
+                       timeout=60)
+        assert r.status_code == 413 and "GANZOO_MAX_WORK_PIXELS" in r.json()["error"]
+        assert r.json()["detail"] == {"pixels": 1024 * 1024, "limit": 200000, "setting": "GANZOO_MAX_WORK_PIXELS"}
+        for route in ("encode", "reconstruct"):
+            assert httpx.post(f"{url}/{route}?model=aae", content=lab.getvalue(), headers=tiff,
+                              timeout=60).status_code == 200
 
         def translate(_: int) -> int:
             r = httpx.post(f"{url}/translate?direction=apple2orange&size=320", content=buf.getvalue(),
