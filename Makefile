@@ -8,7 +8,10 @@ PORT ?= 3000
 SERVICE := serving.service:Ganzoo
 DATA ?= ../shared/data
 EXTRA ?= serve
+GRACE ?= 60
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# BentoML's usage tracking is off unless the environment says otherwise.
+export BENTOML_DO_NOT_TRACK ?= True
 
 .PHONY: serve test lint pretrained eval benchmark import-models clean
 
@@ -30,8 +33,10 @@ $(VENV)/.dev-installed: pyproject.toml examples/ganzoo-wgan-gp/pyproject.toml ex
 import-models: $(VENV)/.serve-installed
 	$(PY) -m serving.import_models
 
+# serving/serve.py: `bentoml serve` with a Prometheus directory of this instance's own and
+# worker exits logged. SIGTERM or Ctrl-C drains in-flight requests for up to GRACE seconds.
 serve: import-models
-	$(VENV)/bin/bentoml serve $(SERVICE) --host $(HOST) --port $(PORT)
+	$(PY) -m serving.serve $(SERVICE) --host $(HOST) --port $(PORT) --timeout-graceful-shutdown $(GRACE)
 
 lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check .

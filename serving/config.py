@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from serving.providers import DEVICES, PRECISIONS
+from serving.runtime import MAX_OUTPUT_PIXELS, MAX_WORK_PIXELS
 
 
 def _float(env: Mapping[str, str], key: str, default: float, minimum: float) -> float:
@@ -48,6 +49,8 @@ class Settings:
     max_n: int = 256  # GANZOO_MAX_N: most tiles per /generate
     max_pixels: int = 16_000_000  # GANZOO_MAX_PIXELS: largest accepted input image
     max_bytes: int = 64 * 1024 * 1024  # GANZOO_MAX_BYTES: largest accepted request body
+    max_work_pixels: int = MAX_WORK_PIXELS  # GANZOO_MAX_WORK_PIXELS: largest image a graph runs on
+    max_output_pixels: int = MAX_OUTPUT_PIXELS  # GANZOO_MAX_OUTPUT_PIXELS: largest response image
     ort_threads: int = 0  # GANZOO_ORT_THREADS: intra-op threads per session, 0 = ORT default
     batch: int = 64  # GANZOO_BATCH: tiles per ONNX Runtime call (also BentoML's max batch size)
     max_latency_ms: int = 1000  # GANZOO_MAX_LATENCY_MS: BentoML adaptive batching's latency budget per batch
@@ -77,6 +80,8 @@ class Settings:
             max_n=_int(env, "GANZOO_MAX_N", cls.max_n, 1),
             max_pixels=_int(env, "GANZOO_MAX_PIXELS", cls.max_pixels, 1),
             max_bytes=_int(env, "GANZOO_MAX_BYTES", cls.max_bytes, 1),
+            max_work_pixels=_int(env, "GANZOO_MAX_WORK_PIXELS", cls.max_work_pixels, 1),
+            max_output_pixels=_int(env, "GANZOO_MAX_OUTPUT_PIXELS", cls.max_output_pixels, 1),
             ort_threads=_int(env, "GANZOO_ORT_THREADS", cls.ort_threads, 0),
             batch=_int(env, "GANZOO_BATCH", cls.batch, 2),
             max_latency_ms=_int(env, "GANZOO_MAX_LATENCY_MS", cls.max_latency_ms, 1),

@@ -28,6 +28,7 @@ from serving.config import Settings
 from serving.providers import pick_precision, pick_providers
 from serving.runtime import GanModel
 from serving.store import load_served
+from serving.supervise import die_with_parent
 
 log = logging.getLogger("bentoml.ganzoo")
 SETTINGS = Settings.from_env()  # read at import: BentoML's decorators below take these values
@@ -103,11 +104,13 @@ class Inference:
     """Runs the graphs; knows nothing about HTTP, images or seeds."""
 
     def __init__(self) -> None:
+        die_with_parent()  # a worker must not outlive `bentoml serve` (serving/supervise.py)
         settings = SETTINGS
         self.providers = pick_providers(ort.get_available_providers(), settings.device)
         self.precision = pick_precision(self.providers, settings.precision)
         self.models, self.failed = load_served(
-            self.providers, settings.models, settings.ort_threads, chunk=settings.batch, precision=self.precision
+            self.providers, settings.models, settings.ort_threads, chunk=settings.batch, precision=self.precision,
+            settings=settings,
         )
 
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=SETTINGS.batch, max_latency_ms=SETTINGS.max_latency_ms)

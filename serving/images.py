@@ -114,17 +114,43 @@ def upright(img: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(img) or img
 
 
+_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
+_INTEGER = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _grey8(arr: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8), "L")
+
+
 def to_mode(img: Image.Image, channels: int) -> Image.Image:
-    """Greyscale or RGB as the model wants; transparency is flattened onto white."""
-    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info)
+    """Greyscale or RGB as the model wants, from any mode Pillow opens; a mode it cannot
+    convert is a 400, never a 500.
+
+    Transparency is flattened onto white; 16/32-bit integer grey is scaled from 0..65535
+    (not clipped) to 8 bits; float grey (``F``) in [0, 1] is scaled to 0..255, other float
+    ranges are clipped; modes Pillow cannot take straight to L (``LAB``, ...) go through RGB.
+    """
+    has_alpha = img.mode in _ALPHA or (img.mode == "P" and "transparency" in img.info)
     if has_alpha:
-        rgba = img.convert("RGBA")
+        rgba = img.convert("RGBA") if img.mode != "La" else img.convert("LA").convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: scale, not clip, to 8 bits
-        arr = np.asarray(img, dtype=np.float64)
-        img = Image.fromarray(np.clip(arr / 257.0, 0, 255).astype(np.uint8), "L")
-    return img.convert("L" if channels == 1 else "RGB")
+    if img.mode in _INTEGER:  # 16-bit grey: scale, not clip, to 8 bits
+        img = _grey8(np.asarray(img, dtype=np.float64) / 257.0)
+    elif img.mode == "F":
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        img = _grey8(arr * 255.0 if arr.size and arr.min() >= 0.0 and arr.max() <= 1.0 else arr)
+    target = "L" if channels == 1 else "RGB"
+    try:
+        return img.convert(target)
+    except ValueError:
+        pass
+    try:
+        return img.convert("RGB").convert(target)
+    except ValueError:
+        raise ServingError(
+            400, f"image mode {img.mode!r} cannot be converted to {target}: send RGB or greyscale", {"mode": img.mode}
+        ) from None
 
 
 def square(img: Image.Image, size: int) -> Image.Image:
@@ -150,10 +176,18 @@ def working_size(w: int, h: int, short_side: int) -> tuple[int, int]:
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 
-def pad_to_multiple(x: np.ndarray, multiple: int = 4) -> np.ndarray:
-    """Pad NCHW bottom/right up to a multiple of ``multiple`` (reflect, edge when too small)."""
+def padded_size(w: int, h: int, multiple: int = 4, minimum: int = 0) -> tuple[int, int]:
+    """(w, h) padded up to at least ``minimum`` and then to a multiple of ``multiple``."""
+    pw, ph = max(w, minimum), max(h, minimum)
+    return pw + (-pw) % multiple, ph + (-ph) % multiple
+
+
+def pad_to_multiple(x: np.ndarray, multiple: int = 4, minimum: int = 0) -> np.ndarray:
+    """Pad NCHW bottom/right up to a multiple of ``multiple`` and at least ``minimum`` per side
+    (reflect, edge when too small to reflect)."""
     h, w = x.shape[2], x.shape[3]
-    ph, pw = (-h) % multiple, (-w) % multiple
+    tw, th = padded_size(w, h, multiple, minimum)
+    ph, pw = th - h, tw - w
     if ph == 0 and pw == 0:
         return x
     mode = "reflect" if h > ph and w > pw else "edge"

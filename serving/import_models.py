@@ -2,7 +2,8 @@
 
 This is the only way a model reaches serving: the service reads the store, never a run
 directory. Importing is idempotent (a model whose ``card.json["sha256"]`` is already
-stored under the same name is skipped) and only ever adds versions, never deletes.
+stored under the same name is skipped, also when two imports run at once: they take a file
+lock in the store) and only ever adds versions, never deletes.
 
     python -m serving.import_models runs/dcgan-mnist/export/dcgan ...
     python -m serving.import_models            # every directory under serving/pretrained/
@@ -25,12 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
+from filelock import FileLock
 
-from serving.runtime import LoadError, graph_files, validate_artifact
+from serving.runtime import LoadError, file_digest, graph_files, validate_artifact, verify_graph
 from serving.store import is_ganzoo, list_models, model_store
 
 log = logging.getLogger("bentoml.ganzoo")
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+LOCK_NAME = ".ganzoo-import.lock"  # in the store's directory ($BENTOML_HOME/models)
+LOCK_TIMEOUT_S = 600  # an import that waits longer for another one fails instead of hanging
 
 
 def _metadata(value: Any) -> Any:
@@ -65,26 +69,61 @@ def read_artifact(path: str | Path) -> tuple[dict[str, Any], list[Path]]:
     return card, sorted(files)
 
 
+def _fill(role: str, file: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` checked against ``file`` (a mismatch refuses the import) and completed with
+    the file's sha256 and bytes where the card does not record them."""
+    verify_graph(role, file, entry)
+    if not entry.get("sha256"):
+        entry["sha256"] = file_digest(file)
+    if not isinstance(entry.get("bytes"), int):
+        entry["bytes"] = file.stat().st_size
+    return entry
+
+
+def recorded_card(path: Path, card: dict[str, Any]) -> dict[str, Any]:
+    """The card to store: every graph (and fp16 copy) with its sha256 and bytes, so serving
+    can verify each file at load even when the artifact's card predates per-graph digests."""
+    fp32, fp16 = graph_files(path, card), graph_files(path, card, "fp16")
+    spec = card.get("graphs") if isinstance(card.get("graphs"), dict) else {}
+    graphs: dict[str, Any] = {}
+    for role, file in fp32.items():
+        raw = spec.get(role, {"file": file.name})
+        entry = _fill(role, file, dict(raw) if isinstance(raw, dict) else {"file": str(raw)})
+        if fp16[role] != file and isinstance(entry.get("fp16"), dict):
+            entry["fp16"] = _fill(role, fp16[role], dict(entry["fp16"]))
+        graphs[role] = entry
+    return {**card, "graphs": graphs}
+
+
 def _import(path: Path, home: str | Path | None) -> tuple[str, bool]:
     card, files = read_artifact(path)
+    full = recorded_card(path, card)
     name = str(card.get("name") or path.name)
     sha = card.get("sha256")
     if not sha:
         sha = _sha256(files)
         log.warning("%s: card.json has no sha256; using the graphs' hash %s", path, sha)
     store = model_store(home)
-    for stored in list_models(store, name):
-        if is_ganzoo(stored) and stored.info.metadata.get("sha256") == sha:
-            return str(stored.tag), False
     labels = {"ganzoo": "true", "task": str(card.get("task") or ""), "variant": str(card.get("variant") or name)}
-    metadata = _metadata({**card, "sha256": sha})
+    metadata = _metadata({**full, "sha256": sha})
     root = path.resolve()
-    with bentoml.models.create(name, labels=labels, metadata=metadata, _model_store=store) as model:
-        for src in [root / "card.json", root / "card.md", *files]:
-            if src.is_file():
-                dst = Path(model.path) / src.relative_to(root)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dst)
+    base = Path(store._path)
+    base.mkdir(parents=True, exist_ok=True)
+    # Check-then-create under one lock per store: two concurrent imports of the same artifact
+    # would otherwise both find no copy and both store one. BentoML's store has no lock of its
+    # own; a file at the store's top level is not an entry to it (only directories are).
+    with FileLock(str(base / LOCK_NAME), timeout=LOCK_TIMEOUT_S):
+        for stored in list_models(store, name):
+            if is_ganzoo(stored) and stored.info.metadata.get("sha256") == sha:
+                return str(stored.tag), False
+        with bentoml.models.create(name, labels=labels, metadata=metadata, _model_store=store) as model:
+            for src in [root / "card.json", root / "card.md", *files]:
+                if src.is_file():
+                    dst = Path(model.path) / src.relative_to(root)
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, dst)
+            if full != card:  # digests were added: the stored card is the artifact's plus them
+                (Path(model.path) / "card.json").write_text(json.dumps(full, indent=2))
     return str(model.tag), True
 
 

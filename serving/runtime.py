@@ -8,8 +8,11 @@ that exports graphs with those names is served without code here knowing the var
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +41,27 @@ MAX_STEPS = 64  # frames of /interpolate
 MAX_MIX = 16  # seeds (and styles) of /mix
 MIN_SIZE, MAX_SIZE = 4, 2048  # working resolution of /translate (shorter side)
 MAX_WORK_SIDE = 4096  # longer side of the working image of /translate
+# defaults of GANZOO_MAX_WORK_PIXELS / GANZOO_MAX_OUTPUT_PIXELS (serving/config.py)
+MAX_WORK_PIXELS = 2048 * 2048  # pixels a translate graph runs on (measured: ~0.4 GB peak, ~4 s per million)
+MAX_OUTPUT_PIXELS = 16_000_000  # pixels of one response image (the default largest input of /translate)
+
+
+def too_large(what: str, pixels: int, limit: int, setting: str, hint: str = "") -> ServingError:
+    """413 for a request whose cost is over a configured bound, naming the bound and its setting."""
+    return ServingError(
+        413,
+        f"{what} = {pixels} pixels, over the limit of {limit} ({setting}){hint}",
+        {"pixels": pixels, "limit": limit, "setting": setting},
+    )
+
+
+def release_memory() -> None:
+    """Hand freed heap back to the OS after a large request (glibc keeps it otherwise: a
+    1024x1024 translate left 467 MiB resident without this, 90 MiB with it). No-op off glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def graph_files(path: Path, card: dict[str, Any], precision: str = "fp32") -> dict[str, Path]:
@@ -64,6 +88,46 @@ def graph_files(path: Path, card: dict[str, Any], precision: str = "fp32") -> di
             raise LoadError(f"graph {role!r}: {name} is missing")
         files[role] = file
     return files
+
+
+def graph_record(card: dict[str, Any], role: str, file: Path) -> dict[str, Any]:
+    """What the card records for the file a role loads from: its own entry, or the entry of
+    its fp16 copy when ``file`` is that copy (each copy carries its own sha256 and bytes)."""
+    entry = (card.get("graphs") or {}).get(role)
+    if not isinstance(entry, dict):
+        return {}
+    half = entry.get("fp16")
+    if isinstance(half, dict) and Path(str(half.get("file", ""))).name == file.name:
+        return half
+    return entry
+
+
+def file_digest(file: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks (graphs can be hundreds of MB)."""
+    h = hashlib.sha256()
+    with file.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_graph(role: str, file: Path, record: dict[str, Any]) -> bool:
+    """Check a graph file against its card record (``bytes`` first, it is free, then
+    ``sha256``), so a file damaged on disk is never served. Raises ``LoadError`` naming the
+    role, the file and the expected and actual values; returns False when the card records
+    no sha256 (cards from before per-graph digests), True when the digest matched."""
+    size = record.get("bytes")
+    if isinstance(size, int) and not isinstance(size, bool):
+        actual_size = file.stat().st_size
+        if actual_size != size:
+            raise LoadError(f"graph {role!r}: {file.name} is {actual_size} bytes, its card records {size}")
+    expected = record.get("sha256")
+    if not expected:
+        return False
+    actual = file_digest(file)
+    if actual != str(expected).lower():
+        raise LoadError(f"graph {role!r}: {file.name} has sha256 {actual}, its card records {expected}")
+    return True
 
 
 @dataclass(frozen=True)
@@ -173,6 +237,8 @@ class GanModel:
         self.name = name
         self.version = version
         self.chunk = 64  # items per ONNX Runtime call (GANZOO_BATCH)
+        self.max_work_pixels = MAX_WORK_PIXELS  # GANZOO_MAX_WORK_PIXELS
+        self.max_output_pixels = MAX_OUTPUT_PIXELS  # GANZOO_MAX_OUTPUT_PIXELS
         self.card = card
         self.graphs = graphs
         self.task = str(card.get("task") or "")
@@ -390,6 +456,13 @@ class GanModel:
         if not PSI_MIN <= psi <= PSI_MAX:
             raise invalid(f"psi must be in [{PSI_MIN:g}, {PSI_MAX:g}], got {psi}")
 
+    def check_tiles(self, tiles: int) -> None:
+        """Refuse a grid whose tiles alone exceed ``max_output_pixels`` (before running anything)."""
+        side = self.image_size
+        if side and tiles * side * side > self.max_output_pixels:
+            raise too_large(f"output would be {tiles} tiles of {side}x{side}", tiles * side * side,
+                            self.max_output_pixels, "GANZOO_MAX_OUTPUT_PIXELS")
+
     # -- running graphs ----------------------------------------------------------------------
     def _feeds(
         self,
@@ -440,6 +513,7 @@ class GanModel:
         self.require("generate", "it has no generator graph")
         self.check_label(label)
         self.check_psi(psi)
+        self.check_tiles(n)
         labels = np.full(n, label, dtype=np.int64) if label is not None else sampling.row_labels(n, self.num_classes)
         out = []
         for start in range(0, n, self.chunk):
@@ -461,6 +535,7 @@ class GanModel:
         self.check_psi(psi)
         if not 2 <= steps <= MAX_STEPS:
             raise invalid(f"steps must be in 2..{MAX_STEPS}, got {steps}")
+        self.check_tiles(steps)
         da = sampling.draw_tile(seed_a, 0, self.random_specs)
         db = sampling.draw_tile(seed_b, 0, self.random_specs)
         ts = np.linspace(0.0, 1.0, steps)
@@ -493,6 +568,7 @@ class GanModel:
         for what, values in (("seeds", seeds), ("styles", styles)):
             if not 1 <= len(values) <= MAX_MIX:
                 raise invalid(f"{what} must list 1..{MAX_MIX} seeds, got {len(values)}")
+        self.check_tiles((len(seeds) + 1) * (len(styles) + 1))
         layers = self.style_layers
         if crossover is None:
             if layers is None:
@@ -563,24 +639,50 @@ class GanModel:
         """Translate at working resolution ``size`` (shorter side), keeping size and aspect ratio.
 
         Resize so the shorter side is ``size`` (default: the model's image size), pad
-        bottom/right to a multiple of 4, run, crop the padding, resize back to the input size.
+        bottom/right to a multiple of 4 and to at least the model's image size per side (the
+        size it is known to run at: a 4x4 working image is too small for CycleGAN's reflect
+        padding), run, crop the padding, resize back to the input size. The output and the
+        padded working image are bounded by ``max_output_pixels`` and ``max_work_pixels``
+        before any pixel is converted.
         """
         role = self.resolve_direction(direction)
         graph = self.graphs[role]
         self.check_size(size)
         size = size or self.image_size or min(img.size)
-        rgb = images.to_mode(img, 3)
-        w, h = rgb.size
+        w, h = img.size
+        if w * h > self.max_output_pixels:
+            raise too_large(f"output would be {w}x{h}", w * h, self.max_output_pixels, "GANZOO_MAX_OUTPUT_PIXELS")
         ww, wh = images.working_size(w, h, size)
         if max(ww, wh) > MAX_WORK_SIDE:
             raise invalid(
                 f"aspect ratio too extreme: working image would be {ww}x{wh} (longest side max {MAX_WORK_SIDE})"
             )
+        pw, ph = images.padded_size(ww, wh, 4, self.image_size)
+        if pw * ph > self.max_work_pixels:
+            hint = f": lower size= (at most {self._largest_size(w, h)} for a {w}x{h} image)"
+            raise too_large(f"working image would be {pw}x{ph}", pw * ph, self.max_work_pixels,
+                            "GANZOO_MAX_WORK_PIXELS", hint)
+        rgb = images.to_mode(img, 3)
         work = rgb if (ww, wh) == (w, h) else rgb.resize((ww, wh), Image.Resampling.BICUBIC)
-        x = images.pad_to_multiple(images.pil_to_array(work), 4)
-        y = graph.run({next(iter(graph.inputs)): x})[:, :, :wh, :ww]
+        x = images.pad_to_multiple(images.pil_to_array(work), 4, self.image_size)
+        try:
+            y = graph.run({next(iter(graph.inputs)): x})[:, :, :wh, :ww]
+        finally:
+            del x
+            if pw * ph > 1 << 18:
+                release_memory()
         out = images.to_pil(images.to_uint8(y)[0])
         return out if out.size == (w, h) else out.resize((w, h), Image.Resampling.BICUBIC)
+
+    def _largest_size(self, w: int, h: int) -> int:
+        """The largest ``size=`` whose padded working image fits ``max_work_pixels`` (0: none)."""
+        s = min(MAX_SIZE, math.isqrt(self.max_work_pixels * min(w, h) // max(w, h)))
+        while s >= MIN_SIZE:
+            pw, ph = images.padded_size(*images.working_size(w, h, s), 4, self.image_size)
+            if pw * ph <= self.max_work_pixels:
+                return s
+            s -= 1
+        return 0
 
     def translate_array(self, img: Image.Image, direction: str | None, size: int | None = None) -> np.ndarray:
         """``translate`` as uint8 HWC."""
@@ -593,10 +695,14 @@ def load_model(
     precision: str = "fp32",
 ) -> GanModel:
     """Open one session per known role listed in ``card["graphs"]`` (or per ``*.onnx`` file),
-    from its fp16 copy where ``precision`` is fp16 and the card lists one."""
+    from its fp16 copy where ``precision`` is fp16 and the card lists one. Each file is first
+    checked against the sha256 and size its card records (``verify_graph``)."""
     files = graph_files(path, card, precision)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    # ONNX Runtime's CPU arena keeps the peak of the largest request for the process's life
+    # (a 1024x1024 translate: 840 MiB still held afterwards); without it memory goes back.
+    opts.enable_cpu_mem_arena = False
     if threads:
         opts.intra_op_num_threads = threads
     graphs: dict[str, Graph] = {}
@@ -606,6 +712,8 @@ def load_model(
             log.info("model %s: graph role %r is marked unserved", name, role)
             continue
         file = fpath.name
+        if not verify_graph(role, fpath, graph_record(card, role, fpath)):
+            log.warning("model %s: card.json records no sha256 for graph %r (%s): loaded unverified", name, role, file)
         try:
             session = ort.InferenceSession(str(fpath), sess_options=opts, providers=providers)
         except Exception as e:  # onnxruntime raises several unrelated types for bad files

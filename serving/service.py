@@ -47,6 +47,7 @@ from serving.runtime import GanModel
 from serving.sampling import MAX_SEED
 from serving.schemas import EncodeResponse, ErrorResponse, FailedModel, GenerateRequest, ModelInfo
 from serving.store import load_served
+from serving.supervise import die_with_parent
 
 log = logging.getLogger("bentoml.ganzoo")
 
@@ -178,6 +179,7 @@ class Ganzoo:
     def __init__(self) -> None:
         import onnxruntime as ort
 
+        die_with_parent()  # a worker must not outlive `bentoml serve` (serving/supervise.py)
         self.settings = SETTINGS
         Image.MAX_IMAGE_PIXELS = self.settings.max_pixels  # PIL's own decompression-bomb guard
         available = ort.get_available_providers()
@@ -195,7 +197,7 @@ class Ganzoo:
         # the signatures are needed here to validate requests; the graphs run in Inference
         self.served, self.failed = load_served(
             self.providers, self.settings.models, self.settings.ort_threads, chunk=self.settings.batch,
-            precision=self.precision,
+            precision=self.precision, settings=self.settings,
         )
         for model in self.served.values():
             for graph in model.graphs.values():

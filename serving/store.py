@@ -18,6 +18,7 @@ from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.models.model import ModelStore
 from bentoml._internal.tag import Tag
 
+from serving.config import Settings
 from serving.runtime import GanModel, load_model
 
 log = logging.getLogger("bentoml.ganzoo")
@@ -92,8 +93,14 @@ def load_served(
     store: ModelStore | None = None,
     chunk: int = 64,
     precision: str = "fp32",
+    settings: Settings | None = None,
 ) -> tuple[dict[str, GanModel], dict[str, str]]:
-    """Load the latest version of every ganzoo model: (served by name, failed name -> reason)."""
+    """Load the latest version of every ganzoo model: (served by name, failed name -> reason).
+
+    Each model's cost bounds (``max_work_pixels``, ``max_output_pixels``) come from
+    ``settings``, read from the environment when not given.
+    """
+    settings = settings or Settings.from_env()
     store = store or model_store()
     chosen = select_latest(list_models(store), only)
     if only is not None:
@@ -111,6 +118,8 @@ def load_served(
             log.error("model %s:%s failed to load and is not served: %s", name, stored.tag.version, e)
             continue
         model.chunk = chunk
+        model.max_work_pixels = settings.max_work_pixels
+        model.max_output_pixels = settings.max_output_pixels
         served[name] = model
         log.info(
             "model %s:%s serves %s on %s in %s (roles: %s)",

@@ -251,6 +251,9 @@ def serving_artifacts(tmp_path_factory: pytest.TempPathFactory) -> ServingArtifa
     dirs["hidden"] = write_artifact(root / "hidden", "dcgan", name="hidden", seed=2)
     broken = write_artifact(root / "broken", "dcgan", name="broken", seed=3)
     (broken / "generator.onnx").write_bytes(b"this is not an onnx model")
+    card = json.loads((broken / "card.json").read_text())  # a card true to its bad graph: import takes it
+    card["graphs"]["generator"]["sha256"] = hashlib.sha256(b"this is not an onnx model").hexdigest()
+    (broken / "card.json").write_text(json.dumps(card, indent=2))
     dirs["broken"] = broken
     return ServingArtifacts(root, dirs)
 

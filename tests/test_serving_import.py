@@ -60,7 +60,9 @@ def test_import_labels_copies_and_keeps_the_card(tmp_path):
     files = sorted(p.name for p in Path(stored.path).iterdir())
     assert {"card.json", "card.md", "generator.onnx"} <= set(files)
     assert (Path(stored.path) / "generator.onnx").read_bytes() == b"graph-v1"
-    assert read_card(stored) == json.loads((art / "card.json").read_text())
+    source = json.loads((art / "card.json").read_text())  # stored as is, plus each graph's sha256 and bytes
+    graph = {**source["graphs"]["generator"], "sha256": hashlib.sha256(b"graph-v1").hexdigest(), "bytes": 8}
+    assert read_card(stored) == {**source, "graphs": {"generator": graph}}
 
 
 def test_same_sha_is_skipped_new_sha_adds_a_version_and_nothing_is_deleted(tmp_path):
