@@ -165,7 +165,7 @@ class Admission:
             self.throughput.record(end, busy)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state = {"started": False, "overflow": False, "read": 0}
+        state = {"started": False, "done": False, "overflow": False, "read": 0}
         hygienic = _hygiene(send)
 
         async def bounded_receive() -> Message:
@@ -182,6 +182,8 @@ class Admission:
                 return  # the app is unwinding from the cut-off body; 413 is sent below
             if message["type"] == "http.response.start":
                 state["started"] = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                state["done"] = True
             await hygienic(message)
 
         task = asyncio.ensure_future(self.app(scope, bounded_receive, guarded_send))
@@ -198,6 +200,8 @@ class Admission:
         except Exception as e:  # a server fault: answered as JSON, the connection stays usable
             if state["overflow"]:
                 pass
+            elif state["done"]:  # answered (Starlette re-raises after its 500): keep the connection
+                log.error("error after answering %s %s", scope.get("method"), clip(scope.get("path"), 100), exc_info=e)
             elif state["started"]:
                 raise
             else:

@@ -15,6 +15,8 @@ cancelled and its request answered 503.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from collections import defaultdict
 from typing import Any
@@ -108,24 +110,67 @@ class Inference:
         settings = SETTINGS
         self.providers = pick_providers(ort.get_available_providers(), settings.device)
         self.precision = pick_precision(self.providers, settings.precision)
+        self._busy = 0
+        self._last = time.monotonic()
+        self._stop_when_idle()
         self.models, self.failed = load_served(
             self.providers, settings.models, settings.ort_threads, chunk=settings.batch, precision=self.precision,
             settings=settings,
         )
 
+    def _stop_when_idle(self, idle_s: float = 2.0) -> None:
+        """Drain behind the HTTP service: circus sends SIGTERM to both services at once, and an
+        inference worker that stopped at once would fail the requests the HTTP service is still
+        draining (decoding an upload, say). So SIGTERM is passed on to uvicorn only once no
+        graph call has run for ``idle_s``, counted from the signal at the earliest (circus still
+        kills a worker that outlasts the grace period)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        uvicorn_exit = signal.getsignal(signal.SIGTERM)
+        if not callable(uvicorn_exit):
+            return
+
+        def wait_then_exit(signum: int, frame: Any) -> None:
+            while self._busy or time.monotonic() - self._last < idle_s:
+                time.sleep(0.05)
+            log.info("inference service idle for %.1f s after SIGTERM: stopping", idle_s)
+            uvicorn_exit(signum, frame)
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            self._last = max(self._last, time.monotonic())
+            threading.Thread(target=wait_then_exit, args=(signum, frame), daemon=True).start()
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+    def _enter(self) -> None:
+        self._busy += 1
+        self._last = time.monotonic()
+
+    def _leave(self) -> None:
+        self._busy -= 1
+        self._last = time.monotonic()
+
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=SETTINGS.batch, max_latency_ms=SETTINGS.max_latency_ms)
     def tiles(self, jobs: list[dict[str, Any]]) -> list[np.ndarray]:
         """Tiles of concurrent generate requests, coalesced by BentoML's adaptive batching."""
-        return run_tiles(self.models, jobs)
+        self._enter()
+        try:
+            return run_tiles(self.models, jobs)
+        finally:
+            self._leave()
 
     @bentoml.api
     def run(self, model: str, role: str, feeds: dict[str, Any]) -> np.ndarray:
         """One graph call (interpolate, mix, encode, reconstruct, translate)."""
         graph = self.models[model].graphs[role]
-        t0 = time.perf_counter()
-        out = graph.run(feeds)
-        _SECONDS.labels(model=model, role=role).observe(time.perf_counter() - t0)
-        return out
+        self._enter()
+        try:
+            t0 = time.perf_counter()
+            out = graph.run(feeds)
+            _SECONDS.labels(model=model, role=role).observe(time.perf_counter() - t0)
+            return out
+        finally:
+            self._leave()
 
     @bentoml.api
     def loaded(self) -> dict[str, Any]:

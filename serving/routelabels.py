@@ -25,7 +25,9 @@ def known_paths() -> set[str]:
     paths = {"/", "/docs.json", "/schema.json", "/readyz", "/livez", "/healthz", "/metrics", "/ui"}
     for svc in (Ganzoo, Inference):
         paths |= {api.route for api in svc.apis.values()}
-    paths |= {getattr(r, "path", "") for r in app.routes}
+    from fastapi.openapi.utils import get_openapi
+
+    paths |= set(get_openapi(title="ganzoo", version="0", routes=app.routes)["paths"])  # the mounted app's routes
     return paths
 
 

@@ -13,6 +13,7 @@ Every argument goes to ``bentoml serve`` unchanged; around it:
   CLI runs. The directory is ``$GANZOO_PROMETHEUS_DIR`` when set, else
   ``$BENTOML_HOME/ganzoo-prometheus/<pid of this process>``; directories of processes that
   no longer run are removed at start.
+- On SIGTERM or Ctrl-C the HTTP-facing service drains first, its dependencies after it.
 - A worker that exits is logged by the arbiter with its exit code (circus, BentoML's process
   manager, logs reaped workers at DEBUG only and without the code).
 """
@@ -87,6 +88,46 @@ def _install_reap_logging() -> None:
     bentoml.serving.create_watcher = create_watcher  # serve_http imports it at call time
 
 
+ENTRY_WATCHER = "service"  # circus' name for the HTTP-facing (entry) service; dependencies are service_<name>
+
+
+def _install_ordered_stop() -> None:
+    """Stop the HTTP-facing service first, its dependencies after it has drained.
+
+    circus stops every watcher at once, and the inference service (serving/engine.py) stops
+    accepting as the HTTP service drains: requests still being prepared then fail. Circus has
+    no stop order (watcher priorities only order starts), so its ``_stop_watchers`` is
+    replaced by one that awaits the entry watcher's graceful stop before stopping the rest.
+    """
+    from circus.arbiter import Arbiter
+    from tornado import gen
+
+    if getattr(Arbiter._stop_watchers, "_ganzoo", False):
+        return
+
+    @gen.coroutine
+    def _stop_watchers(self: Any, close_output_streams: bool = False, watcher_iter_func: Any = None) -> Any:
+        watchers = list((watcher_iter_func or self.iter_watchers)(reverse=False))
+        first = [w for w in watchers if w.name == ENTRY_WATCHER]
+        yield gen.multi([w._stop(close_output_streams) for w in first])
+        yield gen.multi([w._stop(close_output_streams) for w in watchers if w not in first])
+
+    _stop_watchers._ganzoo = True  # type: ignore[attr-defined]
+    Arbiter._stop_watchers = _stop_watchers
+
+    # BentoML's arbiter also runs its exit stack *before* stopping the watchers, and that
+    # removes the directory of the services' unix sockets: a draining HTTP service could no
+    # longer open a connection to the inference service. Run it once the watchers stopped.
+    from bentoml._internal.utils import circus as bentoml_circus
+
+    def stop(self: Any) -> Any:
+        future = Arbiter.stop(self)
+        future.add_done_callback(lambda _: self.exit_stack.__exit__(None, None, None))
+        return future
+
+    bentoml_circus.Arbiter.stop = stop
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``bentoml serve ARGV`` in this process with the settings above."""
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
@@ -96,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     path = prometheus_dir(BentoMLContainer.bentoml_home.get())
     BentoMLContainer.prometheus_multiproc_dir.set(str(path))
     _install_reap_logging()
+    _install_ordered_stop()
     print(f"ganzoo: Prometheus multiprocess directory of this instance: {path}", file=sys.stderr, flush=True)
     try:
         cli.main(["serve", *(sys.argv[1:] if argv is None else argv)], prog_name="bentoml")  # always SystemExit

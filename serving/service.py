@@ -26,7 +26,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import aiohttp
 import bentoml
+import httpx
 import numpy as np
 from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI, Query, Request
@@ -106,6 +108,17 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     return JSONResponse({"error": f"invalid request parameter(s): {clip(names)}", "detail": errors}, status_code=422)
 
 
+@app.exception_handler(BentoMLException)
+async def _bentoml_error(_: Request, exc: BentoMLException) -> JSONResponse:
+    return _error_response(exc)
+
+
+@app.exception_handler(aiohttp.ClientError)
+@app.exception_handler(httpx.TransportError)
+async def _unreachable(_: Request, exc: Exception) -> JSONResponse:
+    return _error_response(exc)
+
+
 @app.exception_handler(StarletteHTTPException)
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     what = {404: "no such route", 405: "method not allowed on this route"}.get(exc.status_code, str(exc.detail))
@@ -124,6 +137,13 @@ def _error_response(exc: BaseException) -> JSONResponse:
         log.warning("refused: 503 inference service busy: %s", clip(exc, 200))
         return JSONResponse(
             {"error": "server busy: the inference queue is full; retry later", "detail": None},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(exc, (aiohttp.ClientError, httpx.TransportError)):  # the inference service is restarting
+        log.error("refused: 503 inference service unreachable: %s", clip(exc, 200))
+        return JSONResponse(
+            {"error": "inference service unavailable; retry later", "detail": type(exc).__name__},
             status_code=503,
             headers={"Retry-After": "1"},
         )

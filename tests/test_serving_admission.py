@@ -86,6 +86,16 @@ def test_a_server_fault_is_a_json_500_not_a_dropped_connection():
                                                   "detail": "RuntimeError"}
 
 
+def test_an_error_raised_after_the_answer_does_not_drop_the_connection():
+    async def answers_then_raises(scope: Any, receive: Any, send: Any) -> None:  # Starlette's ServerErrorMiddleware
+        await send({"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"Internal Server Error"})
+        raise RuntimeError("re-raised for the server's log")
+
+    status, _, body = run(answers_then_raises)  # no exception reaches the server: it keeps the connection
+    assert status == 500 and json.loads(body)["error"] == "Internal Server Error"
+
+
 def test_a_request_not_answered_within_the_budget_is_503_with_retry_after():
     async def slow(scope: Any, receive: Any, send: Any) -> None:
         await asyncio.sleep(10)
@@ -136,6 +146,13 @@ def test_typed_routes_take_json_or_multipart_with_a_boundary_only():
     status, _, body = run(reads_body, headers=[(b"content-type", b"text/csv")], typed=typed)
     assert status == 415 and "text/csv" in json.loads(body)["error"]
     assert run(reads_body, path="/other", headers=[(b"content-type", b"text/csv")], typed=typed)[0] == 200
+
+
+def test_every_route_of_the_service_keeps_its_own_label():
+    from serving.routelabels import known_paths
+
+    assert {"/generate", "/translate", "/encode", "/reconstruct", "/models", "/mix", "/interpolate", "/api/translate",
+            "/tiles", "/readyz", "/metrics"} <= known_paths()
 
 
 def test_clip_bounds_what_is_echoed():

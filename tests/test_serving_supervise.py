@@ -160,7 +160,9 @@ def test_launched_instances_keep_their_metrics_log_worker_deaths_and_do_not_trac
     with started(launch, env_a, port_a, log_a) as a:
         own = home / "ganzoo-prometheus" / str(a.pid)
         assert own.is_dir() and any(own.iterdir()), "instance A does not write its metrics to its own directory"
-        (worker,) = psutil.Process(a.pid).children()
+        workers = psutil.Process(a.pid).children()  # the HTTP-facing service and the inference service
+        assert len(workers) == 2
+        (worker,) = [w for w in workers if "ganzoo-inference" not in " ".join(w.cmdline())]
         assert worker.environ().get("BENTOML_DO_NOT_TRACK") == "True"
         for seed in range(3):
             assert httpx.get(f"{url_a}/generate?model=dcgan&n=1&seed={seed}", timeout=30).status_code == 200
@@ -229,7 +231,7 @@ def test_over_http_size_4_lab_and_work_bounds_then_sigterm_drains(tmp_path: Path
                               timeout=60).status_code == 200
 
         def translate(_: int) -> int:
-            r = httpx.post(f"{url}/translate?direction=apple2orange&size=320", content=buf.getvalue(),
+            r = httpx.post(f"{url}/translate?direction=apple2orange&size=440", content=buf.getvalue(),
                            headers={"Content-Type": "image/png"}, timeout=120)
             return r.status_code
 
