@@ -194,3 +194,51 @@ def test_a_checkpoint_written_on_cuda_resumes_and_exports_on_the_cpu(tmp_path):
         torch.save(final_state(run), latest)
     dest = export_run(run, "moved", tmp_path / "artifact", "latest", store=False, fp16=False)
     assert (dest / "generator.onnx").stat().st_size > 0
+
+
+# -- fp16's loss-scaling mechanics, with torch's CPU GradScaler (the loop uses the CUDA one) --
+def test_penalties_under_a_gradient_scaler_equal_the_unscaled_ones():
+    from training.losses import gradient_penalty, penalty_scaler, r1_penalty
+
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    real, fake = torch.randn(5, 3, 2, 2), torch.randn(5, 3, 2, 2)
+    class CountingScaler(torch.amp.GradScaler):  # the real scaler, counting what it is asked to scale
+        calls = 0
+
+        def scale(self, outputs):  # type: ignore[override]
+            CountingScaler.calls += 1
+            return super().scale(outputs)
+
+    scaler = CountingScaler("cpu", init_scale=2.0**12)
+    for i, penalty in enumerate( (lambda: r1_penalty(critic, real), lambda: gradient_penalty(critic, real, fake)), 1):
+        torch.manual_seed(1)  # the same interpolation weights for GP
+        plain = penalty()
+        torch.manual_seed(1)
+        with penalty_scaler(scaler):
+            scaled = penalty()
+        assert CountingScaler.calls == i, "the input gradient was taken through the scaler"
+        assert torch.allclose(plain, scaled, rtol=1e-5), (plain, scaled)
+        # and the double backward goes through the scaled path
+        (g_plain,) = torch.autograd.grad(plain, critic[1].weight)
+        (g_scaled,) = torch.autograd.grad(scaled, critic[1].weight)
+        assert torch.allclose(g_plain, g_scaled, rtol=1e-4, atol=1e-7)
+
+
+def test_a_scaled_optimizer_steps_k_times_per_step_and_skips_non_finite_gradients():
+    net = torch.nn.Linear(3, 1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    opt = distributed.AveragedOptimizer(torch.optim.SGD(net.parameters(), lr=0.1), scaler)
+    before = net.weight.detach().clone()
+    for _ in range(2):  # k discriminator steps in one train_step: an update between steps makes this legal
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(net(torch.ones(2, 3)).sum()).backward()
+        opt.step()
+    # two SGD steps on the *unscaled* gradient (2 per weight): 2 * 0.1 * 2 = 0.4
+    assert torch.allclose(net.weight.detach(), before - 0.4)
+    moved = net.weight.detach().clone()
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(net(torch.full((2, 3), float("inf"))).sum()).backward()
+    opt.step()
+    assert torch.equal(net.weight.detach(), moved), "a step on inf gradients is skipped"
+    assert scaler.get_scale() < 2.0**8, "and the scale backs off"
