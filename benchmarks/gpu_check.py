@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_generate import bench_http, free_port  # noqa: E402
+from bench_generate import _s, bench_http, free_port, timed  # noqa: E402
 
 MODEL = "gpucheck"
 # serving legs: name -> (GANZOO_DEVICE, GANZOO_PRECISION)
@@ -157,6 +157,25 @@ def serve_leg(home: Path, leg: str, calls: int, log: Path) -> dict[str, Any]:
             "provider_ok": info.get("provider") == want and info.get("precision") == precision}
 
 
+def ort_leg(artifact: Path, file: str, device: str, calls: int) -> dict[str, Any]:
+    """In-process ONNX Runtime at n=64: ``session.run`` against ``run_with_iobinding``, the same
+    session and inputs, so the figure says whether IO binding helps on this machine."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from serving.iobinding import run_with_iobinding
+
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+    sess = ort.InferenceSession(str(artifact / file), providers=providers)
+    z_in = sess.get_inputs()[0]
+    z = np.random.default_rng(0).standard_normal((64, z_in.shape[1])).astype(np.float32)
+    out = sess.get_outputs()[0].name
+    plain = _s(timed(lambda: sess.run([out], {z_in.name: z}), calls), 64)
+    bound = _s(timed(lambda: run_with_iobinding(sess, {z_in.name: z}, out), calls), 64)
+    return {"provider": sess.get_providers()[0], "run_images_per_s": round(plain["images_per_s"], 1),
+            "iobinding_images_per_s": round(bound["images_per_s"], 1)}
+
+
 def machine() -> dict[str, Any]:
     import torch
 
@@ -230,7 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([sys.executable, "-m", "serving.import_models", str(artifact)], cwd=ROOT, env=env, check=True,
                        stdout=subprocess.DEVNULL)
         serve = {leg: serve_leg(home, leg, args.calls, work / f"server-{leg}.log") for leg in legs}
+        ort_runs = {f"{dev}_{name}": ort_leg(artifact, file, dev, args.calls)
+                    for name, file in (("fp32", "generator.onnx"), ("fp16", "generator.fp16.onnx"))
+                    if (artifact / file).exists()}
         result = summarize(train, serve, device, **machine(), data=data, steps=args.steps, cpu_steps=args.cpu_steps)
+        result["ort_in_process_n64"] = ort_runs
     line = json.dumps(result, sort_keys=False)
     print(line, flush=True)
     if args.json_out:

@@ -96,4 +96,7 @@ def test_dry_run_on_the_cpu_trains_exports_serves_and_prints_one_json_line(tmp_p
     assert leg["provider"] == "CPUExecutionProvider" and leg["precision"] == "fp32" and leg["provider_ok"]
     assert leg["images_per_s"] > 0 and leg["p99_ms"] >= leg["p50_ms"] > 0
     assert (work / "artifact" / "generator.fp16.onnx").exists(), "exported with its fp16 graph"
+    ort_runs = result["ort_in_process_n64"]
+    assert set(ort_runs) == {"cpu_fp32", "cpu_fp16"}
+    assert all(r["provider"] == "CPUExecutionProvider" and r["iobinding_images_per_s"] > 0 for r in ort_runs.values())
     assert _servers_of(work) == [], "the script stopped the server it started"
