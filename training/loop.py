@@ -279,6 +279,7 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.steps, initial=step, desc=cfg.variant, dynamic_ncols=True)
+
     def scale(loss_value: torch.Tensor) -> torch.Tensor:
         """fp16: the loss times the scaler's factor (gradients that would flush to zero in fp16 do not)."""
         nonlocal scaled
