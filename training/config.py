@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from training.device import DEVICE_PATTERN
 from training.losses import LOSSES
 
 LossName = Literal[LOSSES]  # type: ignore[valid-type]
@@ -46,6 +47,10 @@ class TrainConfig(BaseModel):
     eval_samples: int = Field(500, ge=50, description="samples for the cheap metric")
     resume: bool = Field(False, description="continue from out/checkpoints/latest.pt (required if it exists)")
     seed: int = Field(0, description="seeds init, data order and noise; a run is reproducible on the CPU")
+    device: str = Field("auto", pattern=DEVICE_PATTERN,
+                        description="auto (CUDA when available), cpu, cuda or cuda:N; torchrun: cuda:LOCAL_RANK")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="fp32, or autocast: bf16 (CPU and CUDA), fp16 (CUDA, with loss scaling)")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's)")
     image_size: int | None = Field(None, description="shortcut for model.image_size")
     model: dict[str, Any] = Field(default_factory=dict, description="variant hyperparameters (its Config)")

@@ -16,11 +16,22 @@ import torch.distributed as dist
 from torch import nn
 
 
-def init() -> tuple[int, int]:
-    """Join the process group torchrun set up; (rank, world) = (0, 1) when run alone."""
+def backend_for(device: torch.device) -> str:
+    """NCCL between CUDA devices (one per local rank), gloo between CPU processes."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init(device: torch.device | None = None) -> tuple[int, int]:
+    """Join the process group torchrun set up; (rank, world) = (0, 1) when run alone.
+
+    ``device`` is this process's training device: on CUDA it becomes the current device
+    first, as NCCL requires, and the group uses NCCL; on the CPU, gloo."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = torch.device("cpu") if device is None else device
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(backend_for(device))
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -42,10 +53,14 @@ def broadcast_modules(modules: dict[str, nn.Module]) -> None:
 
 
 class AveragedOptimizer:
-    """Wraps an optimiser: ``step()`` first all-reduces (averages) the gradients."""
+    """Wraps an optimiser: ``step()`` first all-reduces (averages) the gradients.
 
-    def __init__(self, opt: torch.optim.Optimizer) -> None:
+    Under fp16 the gradients averaged are the scaled ones; an inf on one rank reaches every
+    rank through the sum, so all ranks skip that step together."""
+
+    def __init__(self, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None) -> None:
         self.opt = opt
+        self.scaler = scaler  # fp16: steps through the loss scaler (unscale, skip on inf/nan)
 
     def step(self) -> None:
         if dist.is_initialized() and dist.get_world_size() > 1:
@@ -58,7 +73,14 @@ class AveragedOptimizer:
                 for g in grads:
                     g.copy_(flat[offset : offset + g.numel()].view_as(g))
                     offset += g.numel()
-        self.opt.step()
+        if self.scaler is not None:
+            # updated after each optimiser's step, not once per train_step: a variant may step
+            # one optimiser several times per step (k discriminator steps), which GradScaler allows
+            # only with an update in between
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.step()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.opt, name)

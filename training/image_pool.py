@@ -34,6 +34,7 @@ class ImagePool:
     def state_dict(self) -> dict:
         return {"size": self.size, "images": [t.clone() for t in self.images]}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, device: torch.device | str | None = None) -> None:
+        """Restore a pool; ``device`` moves its images to where training runs (checkpoints load on the CPU)."""
         self.size = state["size"]
-        self.images = [t.clone() for t in state["images"]]
+        self.images = [t.to(device).clone() if device is not None else t.clone() for t in state["images"]]

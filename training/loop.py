@@ -22,9 +22,10 @@ import torch
 from training import distributed
 from training.config import TrainConfig, save_config
 from training.data import BatchSampler, ImageData, UnpairedData, load_dataset
+from training.device import DeviceError, resolve_device, resolve_precision, to_device
 from training.ema import EMA, recalibrate_batchnorm
 from training.image_pool import ImagePool
-from training.losses import AdversarialLoss
+from training.losses import AdversarialLoss, penalty_scaler
 from zoo import registry
 from zoo.spec import DataInfo, StepContext, Variant
 
@@ -72,24 +73,32 @@ def resume_config(cfg: TrainConfig, state: dict[str, Any]) -> TrainConfig:
     return cfg.model_copy(update={"model": dict(saved), "image_size": None})
 
 
-def make_optimizers(variant: Variant, nets: dict[str, torch.nn.Module], cfg: TrainConfig) -> dict[str, Any]:
+def make_optimizers(variant: Variant, nets: dict[str, torch.nn.Module], cfg: TrainConfig,
+                    scaler: torch.amp.GradScaler | None = None) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     for group, names in variant.optimizer_groups.items():
         params = [p for n in names for p in nets[n].parameters()]
         lr = cfg.lr_d if group.startswith("D") else cfg.lr_g
         opt = torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2))
-        opts[group] = distributed.AveragedOptimizer(opt)
+        opts[group] = distributed.AveragedOptimizer(opt, scaler)
     return opts
 
 
-def rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+def rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """Every RNG a step draws from; on CUDA also the device's (noise drawn there comes from it)."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
+    """Restore :func:`rng_state`; a CUDA state is restored only when resuming on CUDA."""
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
+    if device is not None and device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -150,7 +159,7 @@ def default_scorer(variant: Variant, data: ImageData | UnpairedData, cfg: TrainC
 
     def score(nets: dict[str, torch.nn.Module]) -> float:
         def sample_fn(n: int, generator: torch.Generator) -> torch.Tensor:
-            return variant.sample(nets, n, generator)
+            return variant.sample(nets, n, generator).float().cpu()  # the metric and its reference live on the CPU
 
         return float(quick_score(sample_fn, reference))
 
@@ -167,7 +176,7 @@ def default_coverage_check(variant: Variant, data: ImageData | UnpairedData, cfg
     from training.evaluation.metrics import mode_coverage
 
     def check(nets: dict[str, torch.nn.Module]) -> str | None:
-        images = variant.sample(nets, 500, torch.Generator().manual_seed(cfg.seed + 99))
+        images = variant.sample(nets, 500, torch.Generator().manual_seed(cfg.seed + 99)).float().cpu()
         probs = classifier_predict(cfg.data, cfg.data_root, images)
         return coverage_warning(mode_coverage(probs, data.num_classes), data.num_classes)
 
@@ -180,12 +189,15 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     out = Path(cfg.out)
     if (out / "checkpoints" / "latest.pt").exists() and not cfg.resume:
         raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    # the device and precision are checked before anything is written: a wrong request is one clear error
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
     # a resumed run is read before anything in its folder is written
     resumed = None
     if cfg.resume and (out / "checkpoints" / "latest.pt").exists():
         resumed = torch.load(out / "checkpoints" / "latest.pt", map_location="cpu", weights_only=False)
         cfg = resume_config(cfg, resumed)
-    rank, world = distributed.init()
+    rank, world = distributed.init(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ckpt_dir = out / "checkpoints"
@@ -197,9 +209,10 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     info = data_info(data)
     variant = make_variant(cfg, info)
     torch.manual_seed(cfg.seed)
-    nets = variant.build()
+    nets = {k: m.to(device) for k, m in variant.build().items()}  # initialised on the CPU: the same init anywhere
     distributed.broadcast_modules(nets)
-    opts = make_optimizers(variant, nets, cfg)
+    scaler = precision.grad_scaler()  # fp16 only
+    opts = make_optimizers(variant, nets, cfg, scaler)
     # taken before a checkpoint restores the decayed rates, so a resumed run follows cfg's schedule
     base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in opts.items()}
     loss = AdversarialLoss(cfg.loss, cfg.gp_weight, cfg.r1_weight)
@@ -214,7 +227,8 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     preview_gen = torch.Generator().manual_seed(cfg.seed + 12345)
     preview_sampler = BatchSampler(len(data), min(cfg.batch_size, 8), cfg.seed + 777)
     preview_batches: Iterator[dict] = (data.get_batch(preview_sampler.indices(i)) for i in range(10**9))
-    fixed = variant.preview_inputs(64, preview_gen, preview_batches)
+    fixed = {k: v.to(device) if isinstance(v, torch.Tensor) else v
+             for k, v in variant.preview_inputs(64, preview_gen, preview_batches).items()}
 
     step, batches_used, best, wall_before = 0, 0, {"score": math.inf, "step": -1}, 0.0
     history: list[str] = []  # the commands of every leg of a resumed run, in order, so it can be reproduced
@@ -228,12 +242,14 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
             opts[k].load_state_dict(sd)
         ema.load_state_dict(state["ema"])
         for k, sd in state.get("pools", {}).items():
-            pools.setdefault(k, ImagePool(cfg.pool_size)).load_state_dict(sd)
+            pools.setdefault(k, ImagePool(cfg.pool_size)).load_state_dict(sd, device)
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         step, batches_used, best = state["step"], state["batches_used"], state["best"]
         wall_before = float(state.get("wall_time_s", 0.0))
         history = list(state.get("commands") or [c for c in [state.get("command")] if c])
         command = command or (history[-1] if history else None)
-        set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
+        set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0], device)
         log.info("resumed from %s at step %d", latest, step)
     if rank == 0:
         (out / "samples").mkdir(parents=True, exist_ok=True)
@@ -242,7 +258,7 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
 
     def next_batch() -> dict[str, torch.Tensor]:
         nonlocal batches_used
-        batch = data.get_batch(sampler.indices(batches_used))
+        batch = to_device(data.get_batch(sampler.indices(batches_used)), device)
         batches_used += 1
         return batch
 
@@ -260,10 +276,10 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
 
     def checkpoint(path: Path) -> None:
         averaged()  # the EMA copies are saved (and exported) with statistics of their own
-        rngs: list[Any] = [rng_state()]
+        rngs: list[Any] = [rng_state(device)]
         if world > 1:
             rngs = [None] * world
-            torch.distributed.all_gather_object(rngs, rng_state())
+            torch.distributed.all_gather_object(rngs, rng_state(device))
         if rank != 0:
             return
         save_atomic(
@@ -275,6 +291,9 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
                 "opts": {k: o.state_dict() for k, o in opts.items()},
                 "ema": ema.state_dict(),
                 "pools": {k: p.state_dict() for k, p in pools.items()},
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "device": str(device),
+                "precision": precision.name,
                 "rng": rngs,
                 "config": cfg.model_dump(mode="json"),
                 "variant_config": variant.config.model_dump(mode="json"),
@@ -292,6 +311,24 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.steps, initial=step, desc=cfg.variant, dynamic_ncols=True)
+
+    def scale(loss_value: torch.Tensor) -> torch.Tensor:
+        """fp16: the loss times the scaler's factor (gradients that would flush to zero in fp16 do not)."""
+        nonlocal scaled
+        scaled = True
+        return scaler.scale(loss_value) if scaler is not None else loss_value
+
+    scaled = False
+
+    def run_step(ctx: StepContext) -> dict[str, float]:
+        try:
+            return variant.train_step(ctx)
+        except (AssertionError, RuntimeError) as exc:
+            if scaler is not None and not scaled:  # GradScaler.step() on gradients nobody scaled
+                raise DeviceError(f"--precision fp16: {cfg.variant}'s train_step calls backward() on losses "
+                                  "it did not pass through ctx.scale(loss); use --precision bf16") from exc
+            raise
+
     start_step, t0 = step, time.perf_counter()
     for m in nets.values():
         m.train()
@@ -300,8 +337,9 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
         for k, o in opts.items():
             for g, lr in zip(o.param_groups, base_lrs[k], strict=True):
                 g["lr"] = lr * factor
-        ctx = StepContext(nets, opts, loss, step, cfg.d_steps, next_batch, replay)
-        logs = variant.train_step(ctx)
+        ctx = StepContext(nets, opts, loss, step, cfg.d_steps, next_batch, replay, device, scale)
+        with precision.autocast(), penalty_scaler(scaler):
+            logs = run_step(ctx)
         ema.update({k: nets[k] for k in variant.ema_modules}, step)
         step += 1
 

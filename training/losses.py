@@ -8,27 +8,57 @@ gradient penalties (GP on interpolates for WGAN-GP; R1 on reals, Mescheder et al
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
 LOSSES = ("nonsaturating", "saturating", "wgan-gp", "hinge", "lsgan")
+# the fp16 gradient scaler of the running step, if any (a context variable, not an AdversarialLoss
+# attribute: plugins build their own AdversarialLoss, and their penalties must be scaled too)
+_SCALER: contextvars.ContextVar[Any] = contextvars.ContextVar("ganzoo_grad_scaler", default=None)
+
+
+@contextlib.contextmanager
+def penalty_scaler(scaler: Any) -> Iterator[None]:
+    """Penalties computed inside take their input gradients through ``scaler`` (fp16 training)."""
+    token = _SCALER.set(scaler)
+    try:
+        yield
+    finally:
+        _SCALER.reset(token)
+
+
+def _input_grad(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """d out.sum() / d x, kept differentiable (double backward).
+
+    Under an fp16 gradient scaler this is done the way torch.amp asks: the gradient of the
+    scaled output, so small fp16 gradients do not flush to zero, then divided by the scale."""
+    scaler = _SCALER.get()
+    total = out.sum()
+    if scaler is None:
+        (grad,) = torch.autograd.grad(total, x, create_graph=True)
+        return grad
+    (grad,) = torch.autograd.grad(scaler.scale(total), x, create_graph=True)
+    return grad / scaler.get_scale()
 
 
 def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """Gulrajani et al. 2017: (||grad D(x_hat)|| - 1)^2 on random interpolates."""
     alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    grad = _input_grad(critic(x_hat), x_hat)
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
 def r1_penalty(critic: Critic, real: torch.Tensor) -> torch.Tensor:
     """0.5 * E ||grad D(x_real)||^2, which keeps D from overshooting on the data manifold."""
     x = real.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    grad = _input_grad(critic(x), x)
     return 0.5 * grad.flatten(1).pow(2).sum(1).mean()
 
 

@@ -129,7 +129,7 @@ class AAE(Variant):
             finally:
                 DX.requires_grad_(True)
             loss_ae = loss_recon + self.config.image_adv * loss_gx
-        loss_ae.backward()
+        ctx.scale(loss_ae).backward()
         ctx.opts["AE"].step()
 
         # 2a. regularisation, discriminator: prior samples are real, codes E(x) are fake
@@ -140,7 +140,7 @@ class AAE(Variant):
                 codes = E(x)
             ctx.opts["D"].zero_grad(set_to_none=True)
             loss_d = ctx.loss.discriminator(D, self.prior(x.shape[0], x.device), codes)
-            loss_d.backward()
+            ctx.scale(loss_d).backward()
             ctx.opts["D"].step()
 
         # 2b. regularisation, generator: the encoder learns to fool D
@@ -148,7 +148,7 @@ class AAE(Variant):
         D.requires_grad_(False)
         try:
             loss_g = ctx.loss.generator(D(E(x)))
-            loss_g.backward()
+            ctx.scale(loss_g).backward()
         finally:
             D.requires_grad_(True)
         ctx.opts["G"].step()
@@ -159,7 +159,7 @@ class AAE(Variant):
         if DX is not None:
             ctx.opts["DX"].zero_grad(set_to_none=True)
             loss_dx = ctx.loss.discriminator(DX, x, ctx.replay("DX", fake.detach()))
-            loss_dx.backward()
+            ctx.scale(loss_dx).backward()
             ctx.opts["DX"].step()
             logs |= {"loss_dx": float(loss_dx.detach()), "loss_gx": float(loss_gx.detach())}
         return logs
@@ -174,7 +174,8 @@ class AAE(Variant):
         return nets["Dec"](nets["E"](images))
 
     def sample(self, nets: dict[str, nn.Module], n: int, generator: torch.Generator) -> torch.Tensor:
-        return nets["Dec"](self.prior(n, generator=generator))
+        # the prior is drawn on the CPU by the caller's generator: the same samples on any device
+        return nets["Dec"](self.prior(n, generator=generator).to(next(nets["Dec"].parameters()).device))
 
     def preview_inputs(self, n: int, generator: torch.Generator, batches: Iterator[dict] | None = None) -> dict:
         fixed = {"z": self.prior(n, generator=generator)}

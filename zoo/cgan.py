@@ -130,9 +130,10 @@ class CGAN(Variant):
 
     def sample_with_labels(self, nets: dict[str, nn.Module], labels: torch.Tensor,
                            generator: torch.Generator) -> torch.Tensor:
+        device = next(nets["G"].parameters()).device  # noise drawn on the CPU: the same samples on any device
         labels = torch.as_tensor(labels, dtype=torch.long)
         z = torch.randn(labels.shape[0], self.latent_dim, generator=generator)
-        return nets["G"](z, labels)
+        return nets["G"](z.to(device), labels.to(device))
 
     def sample(self, nets: dict[str, nn.Module], n: int, generator: torch.Generator) -> torch.Tensor:
         return self.sample_with_labels(nets, torch.arange(n) % self.num_classes, generator)

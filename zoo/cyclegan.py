@@ -152,7 +152,7 @@ class CycleGAN(Variant):
         if c.lambda_identity > 0:
             loss_idt = F.l1_loss(G_ab(real_b), real_b) + F.l1_loss(G_ba(real_a), real_a)
             loss_g = loss_g + c.lambda_cycle * c.lambda_identity * loss_idt
-        loss_g.backward()
+        ctx.scale(loss_g).backward()
         ctx.opts["G"].step()
         for p in (*D_a.parameters(), *D_b.parameters()):
             p.requires_grad_(True)
@@ -162,7 +162,7 @@ class CycleGAN(Variant):
         loss_d_b = ctx.loss.discriminator(D_b, real_b, ctx.replay("D_b", fake_b.detach()))
         loss_d_a = ctx.loss.discriminator(D_a, real_a, ctx.replay("D_a", fake_a.detach()))
         loss_d = loss_d_a + loss_d_b
-        loss_d.backward()
+        ctx.scale(loss_d).backward()
         ctx.opts["D"].step()
         return {
             "loss_g": float(loss_g.detach()),

@@ -105,7 +105,8 @@ class DCGAN(Variant):
         return ctx.loss.generator(ctx.nets["D"](ctx.nets["G"](z)))
 
     def sample(self, nets: dict[str, nn.Module], n: int, generator: torch.Generator) -> torch.Tensor:
-        return nets["G"](torch.randn(n, self.latent_dim, generator=generator))
+        G = nets["G"]  # noise drawn on the CPU by the caller's generator: the same samples on any device
+        return G(torch.randn(n, self.latent_dim, generator=generator).to(next(G.parameters()).device))
 
     def preview(self, nets: dict[str, nn.Module], fixed: dict[str, torch.Tensor]) -> torch.Tensor:
         return nets["G"](fixed["z"])

@@ -76,7 +76,10 @@ class StepContext:
     d_steps: int
     next_batch: Callable[[], dict[str, torch.Tensor]]
     replay: Callable[[str, torch.Tensor], torch.Tensor]  # image pool of past fakes, per discriminator
-    device: torch.device = torch.device("cpu")
+    device: torch.device = torch.device("cpu")  # where nets live; the loop moves batches there
+    # fp16: multiplies a loss by the gradient scaler's factor before ``backward()``; identity otherwise.
+    # A variant with its own ``train_step`` calls ``ctx.scale(loss).backward()`` to train in fp16.
+    scale: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda loss: loss)
 
 
 class Variant:
@@ -142,14 +145,14 @@ class Variant:
             for g in d_groups:
                 ctx.opts[g].zero_grad(set_to_none=True)
             d_loss, extra = split_loss(self.d_loss(ctx, batch))
-            d_loss.backward()
+            ctx.scale(d_loss).backward()
             for g in d_groups:
                 ctx.opts[g].step()
             logs.update(extra)
         for g in g_groups:
             ctx.opts[g].zero_grad(set_to_none=True)
         g_loss, extra = split_loss(self.g_loss(ctx, batch))
-        g_loss.backward()
+        ctx.scale(g_loss).backward()
         for g in g_groups:
             ctx.opts[g].step()
         logs.update(extra)

@@ -270,8 +270,9 @@ class StyleGAN(Variant):
 
     # -- sampling ------------------------------------------------------------------------
     def sample(self, nets: dict[str, nn.Module], n: int, generator: torch.Generator) -> torch.Tensor:
-        z = torch.randn(n, self.latent_dim, generator=generator)
-        noise = torch.randn(n, self.noise_dim, generator=generator)
+        device = next(nets["G"].parameters()).device  # drawn on the CPU: the same samples on any device
+        z = torch.randn(n, self.latent_dim, generator=generator).to(device)
+        noise = torch.randn(n, self.noise_dim, generator=generator).to(device)
         return nets["G"](z, noise=noise)
 
     def preview_inputs(self, n: int, generator: torch.Generator, batches: Iterator[dict] | None = None) -> dict:
