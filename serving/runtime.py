@@ -326,6 +326,33 @@ class GanModel:
                 {"num_classes": self.num_classes, "classes": self.classes},
             )
 
+    def resolve_label(self, label: int | str | None) -> int | None:
+        """Class index for ``label`` given as an index (``3``, ``"3"``) or a class name
+        (``"Trouser"``, case-insensitive), checked like ``check_label``; None stays None."""
+        if label is None:
+            return None
+        if isinstance(label, str):
+            text = label.strip()
+            names = [str(c) for c in self.classes]
+            if text in names:
+                index = names.index(text)
+            elif text.lower() in (lowered := [c.lower() for c in names]):
+                index = lowered.index(text.lower())
+            else:
+                try:
+                    index = int(text)
+                except ValueError:
+                    if not self.conditional:
+                        raise bad_request(f"model '{self.name}' is not conditional: it takes no label") from None
+                    raise invalid(
+                        f"unknown label {text!r} for model '{self.name}': give an index 0..{self.num_classes - 1} "
+                        f"or a class name ({', '.join(names) or 'the card names none'})",
+                        {"num_classes": self.num_classes, "classes": self.classes},
+                    ) from None
+            label = index
+        self.check_label(label)
+        return label
+
     def check_psi(self, psi: float | None) -> None:
         if psi is None:
             return

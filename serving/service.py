@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from serving import images
+from serving import images, ui
 from serving.config import Settings
 from serving.errors import ServingError, invalid
 from serving.providers import pick_precision, pick_providers
@@ -69,6 +69,7 @@ IMAGE_BODY = {  # the routes read the body themselves; this documents what they 
 # FastAPI's own /docs and /openapi.json are off: BentoML serves one OpenAPI document
 # (/docs.json, UI at /) that merges this app's routes with the @bentoml.api ones.
 app = FastAPI(title="ganzoo", docs_url=None, redoc_url=None, openapi_url=None)
+app.include_router(ui.router)  # GET /ui: the web gallery (plain files, talks to the routes below)
 
 
 @app.exception_handler(ServingError)
@@ -237,11 +238,12 @@ class Ganzoo:
         model: str | None = Query(None, description="Model name; optional when one model can generate"),
         n: int = Query(16, description="Tiles, 1..GANZOO_MAX_N; ceil(sqrt(n)) per row"),
         seed: int | None = Query(None, description="Seed >= 0 (random when omitted; echoed in X-Seed)"),
-        label: int | None = Query(None, description="Class of every tile (conditional models)"),
+        label: str | None = Query(None, description="Class of every tile: index or name (conditional models)"),
         psi: float | None = Query(None, description="Truncation in [0, 2] (models with a psi input)"),
         format: Literal["png", "npy", "json"] = Query("png", description="png grid, or the tiles as uint8 NHWC"),
     ) -> Response:
-        req = GenerateRequest(model=model, n=n, seed=seed, label=label, psi=psi)
+        index = self.model(model, "generate").resolve_label(label)
+        req = GenerateRequest(model=model, n=n, seed=seed, label=index, psi=psi)
         if format == "png":
             return self._generate_png(req)
         m, tiles, used = self._generate(req)
@@ -266,13 +268,13 @@ class Ganzoo:
         seed_a: int | None = Query(None, description="Start: tile 0 of this seed (random when omitted)"),
         seed_b: int | None = Query(None, description="End: tile 0 of this seed (random when omitted)"),
         steps: int = Query(8, description="Frames, 2..64"),
-        label: int | None = Query(None),
+        label: str | None = Query(None, description="Class: index or name (conditional models)"),
         psi: float | None = Query(None),
         format: Literal["png", "gif"] = Query("png", description="png strip or animated gif"),
     ) -> Response:
         m = self.model(model, "interpolate")
         a, b = check_seed(seed_a, "seed_a"), check_seed(seed_b, "seed_b")
-        frames = m.interpolate(a, b, steps, label, psi)
+        frames = m.interpolate(a, b, steps, m.resolve_label(label), psi)
         headers = {"X-Seed-A": str(a), "X-Seed-B": str(b), "X-Model": m.name}
         if format == "gif":
             return Response(images.encode_gif(frames), media_type="image/gif", headers=headers)
