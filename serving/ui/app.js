@@ -51,6 +51,10 @@ async function showImage(img, url, options) {
       img.onerror = () => reject(new Error("the answer is not an image the browser can show"));
       img.src = src;
     });
+    if (img.dataset.zoom) {  // small model outputs: scale up by a whole factor, kept pixelated
+      const factor = Math.max(1, Math.floor(Number(img.dataset.zoom) / img.naturalWidth));
+      img.style.width = `${img.naturalWidth * factor}px`;
+    }
     img.dataset.state = "done";
     return resp;
   } catch (err) {
@@ -228,6 +232,10 @@ async function start() {
     return b;
   }));
   document.body.dataset.ready = "true";
+  window.addEventListener("hashchange", () => {
+    const name = decodeURIComponent(location.hash.slice(1));
+    if (!current || name !== current.name) select(name);
+  });
   select(decodeURIComponent(location.hash.slice(1)));
 }
 
