@@ -10,7 +10,7 @@ DATA ?= ../shared/data
 EXTRA ?= serve
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: serve test lint pretrained eval benchmark import-models clean
+.PHONY: serve test lint pretrained eval benchmark figures import-models clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ pretrained: $(VENV)/.dev-installed
 
 eval: $(VENV)/.dev-installed
 	$(PY) -m training eval all --data $(DATA)
+
+# The pictures in README.md, docs/RESULTS.md and the cards, from serving/pretrained/ (seconds, deterministic).
+figures: $(VENV)/.dev-installed
+	$(PY) docs/figures.py --data $(DATA)
 
 benchmark: $(VENV)/.dev-installed
 	$(PY) benchmarks/bench_generate.py --out docs/PERFORMANCE.md
