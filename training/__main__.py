@@ -53,6 +53,34 @@ def _resolve(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**data)
 
 
+def export_summary(dest: Any, stored: bool) -> str:
+    """What an export did, in words: each graph's size and parity, the fp16 copies, where it went."""
+    import json
+    from pathlib import Path
+
+    card = json.loads((Path(dest) / "card.json").read_text())
+    lines = [f"exported {card['name']} ({card.get('variant')}, step {card.get('steps')}, "
+             f"checkpoint {card.get('checkpoint')}) -> {dest}"]
+    for role, g in card.get("graphs", {}).items():
+        line = (f"  {role}: {g['file']} {g.get('bytes', 0) / 1e6:.1f} MB, "
+                f"ONNX Runtime vs torch max |diff| {g.get('parity_max_abs_diff', float('nan')):.2g}")
+        half = g.get("fp16")
+        if isinstance(half, dict):
+            line += (f"; fp16 {half['file']} {half.get('bytes', 0) / 1e6:.1f} MB, "
+                     f"max |diff| vs fp32 {half.get('max_abs_diff_vs_fp32', float('nan')):.2g}")
+        lines.append(line)
+    if stored:
+        from serving.store import list_models, model_store, select_latest
+
+        store = model_store()
+        tag = select_latest(list_models(store, card["name"])).get(card["name"])
+        where = f"{tag.tag} in the BentoML model store {store._path}" if tag else "the BentoML model store"
+        lines.append(f"  stored as {where} (serve it: make serve)")
+    else:
+        lines.append(f"  not stored (--no-store): python -m serving.import_models {dest}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "eval":  # argparse's REMAINDER drops a leading --help: hand eval its own argv
+        from training.evaluation.cli import main as eval_main
+
+        return eval_main(argv[1:])
     args = build_parser().parse_args(argv)
 
     try:
@@ -94,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
             dest = export_run(args.run, args.name, args.out, args.checkpoint, store=not args.no_store,
                               fp16=not args.no_fp16)
-            print(f"exported {args.name} -> {dest}")
+            print(export_summary(dest, stored=not args.no_store))
         elif args.cmd == "fp16":
             from pathlib import Path
 
