@@ -465,6 +465,8 @@ class GanModel:
             if not 1 <= len(values) <= MAX_MIX:
                 raise invalid(f"{what} must list 1..{MAX_MIX} seeds, got {len(values)}")
         layers = self.style_layers
+        if crossover is None and self.card.get("mix_crossover") is not None:
+            crossover = _int(self.card["mix_crossover"])  # the card's choice: where mixing shows
         if crossover is None:
             if layers is None:
                 raise invalid(f"model '{self.name}' does not declare its style layers: pass crossover=")

@@ -42,3 +42,20 @@ def test_mixing_figure_matches_the_api():
     m = load(REPO / "serving" / "pretrained" / "stylegan")
     png = np.asarray(Image.open(IMAGES / "stylegan-mix.png"))[::2, ::2]
     np.testing.assert_array_equal(png[:, :, None], m.mix([1, 2, 3, 4, 5], [6, 7, 8, 9, 10], crossover=3))
+
+
+def test_mix_default_crossover_comes_from_the_card(serving_artifacts, tmp_path):
+    import json
+    import shutil
+
+    shipped = load(REPO / "serving" / "pretrained" / "stylegan")
+    assert shipped.card["mix_crossover"] == 3
+    np.testing.assert_array_equal(shipped.mix([1, 2], [3]), shipped.mix([1, 2], [3], crossover=3))
+    art = shutil.copytree(serving_artifacts.dirs["stylegan"], tmp_path / "stylegan")  # tiny, L = 4
+    tiny = load(art)
+    np.testing.assert_array_equal(tiny.mix([1, 2], [3, 4]), tiny.mix([1, 2], [3, 4], crossover=2))  # L/2
+    card = json.loads((art / "card.json").read_text())
+    (art / "card.json").write_text(json.dumps({**card, "mix_crossover": 1}))
+    tiny = load(art)
+    np.testing.assert_array_equal(tiny.mix([1, 2], [3, 4]), tiny.mix([1, 2], [3, 4], crossover=1))
+    assert not np.array_equal(tiny.mix([1, 2], [3, 4]), tiny.mix([1, 2], [3, 4], crossover=2))
