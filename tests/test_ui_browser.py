@@ -181,3 +181,18 @@ def test_api_errors_are_shown_as_the_api_message(serving_server, browser):
     mixed = _image_done(browser, "mix-image")
     assert mixed["state"] == "done" and mixed["w"] > 0, mixed
     browser.get_log("browser")  # the 422 is logged by Chromium as a failed resource: expected here
+
+
+def test_reconstruction_upload_for_an_autoencoder(serving_server, browser):
+    from selenium.webdriver.common.by import By
+
+    _open(browser, serving_server.url, "aae")
+    assert browser.find_element(By.ID, "upload-title").text == "Reconstruct an image"
+    assert browser.find_element(By.ID, "upload-direction-wrap").is_displayed() is False
+    browser.find_element(By.ID, "upload-input").send_keys(str(APPLE))
+    out = _image_done(browser, "upload-out-image")
+    assert out["state"] == "done" and (out["w"], out["h"]) == (8, 8) and "/reconstruct?" in out["url"], out
+    want = httpx.post(f"{serving_server.url}/reconstruct", params={"model": "aae"}, content=APPLE.read_bytes(),
+                      headers={"Content-Type": "image/jpeg"}).content
+    assert _img_bytes(browser, "upload-out-image") == want
+    assert _severe(browser) == []
