@@ -53,12 +53,15 @@ def _resolve(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**data)
 
 
-def export_summary(dest: Any, stored: bool) -> str:
-    """What an export did, in words: each graph's size and parity, the fp16 copies, where it went."""
+def export_summary(dest: Any, stored: bool, run: Any = None) -> str:
+    """What an export did, in words: each graph's size and parity, the fp16 copies, where it went,
+    and the command that measures the exported model itself."""
     import json
     from pathlib import Path
 
     card = json.loads((Path(dest) / "card.json").read_text())
+    config = Path(run) / "config.yaml" if run is not None else None
+    data_root = (yaml.safe_load(config.read_text()) or {}).get("data_root") if config and config.is_file() else None
     lines = [f"exported {card['name']} ({card.get('variant')}, step {card.get('steps')}, "
              f"checkpoint {card.get('checkpoint')}) -> {dest}"]
     for role, g in card.get("graphs", {}).items():
@@ -78,6 +81,9 @@ def export_summary(dest: Any, stored: bool) -> str:
         lines.append(f"  stored as {where} (serve it: make serve)")
     else:
         lines.append(f"  not stored (--no-store): python -m serving.import_models {dest}")
+    if not card.get("metrics"):
+        root = data_root or "<its data folder>"
+        lines.append(f"  measure it: python -m training eval onnx {dest} --data-root {root} --write")
     return "\n".join(lines)
 
 
@@ -126,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
             dest = export_run(args.run, args.name, args.out, args.checkpoint, store=not args.no_store,
                               fp16=not args.no_fp16)
-            print(export_summary(dest, stored=not args.no_store))
+            print(export_summary(dest, stored=not args.no_store, run=args.run))
         elif args.cmd == "fp16":
             from pathlib import Path
 
