@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # BentoML's usage tracking is off unless the environment says otherwise.
 export BENTOML_DO_NOT_TRACK ?= True
 
-.PHONY: serve test lint pretrained eval benchmark import-models clean
+.PHONY: serve test lint pretrained eval benchmark figures import-models clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ pretrained: $(VENV)/.dev-installed
 
 eval: $(VENV)/.dev-installed
 	$(PY) -m training eval all --data $(DATA)
+
+# The pictures in README.md, docs/RESULTS.md and the cards, from serving/pretrained/ (seconds, deterministic).
+figures: $(VENV)/.dev-installed
+	$(PY) docs/figures.py --data $(DATA)
 
 benchmark: $(VENV)/.dev-installed
 	$(PY) benchmarks/bench_generate.py --out docs/PERFORMANCE.md

@@ -448,6 +448,33 @@ class GanModel:
                 {"num_classes": self.num_classes, "classes": self.classes},
             )
 
+    def resolve_label(self, label: int | str | None) -> int | None:
+        """Class index for ``label`` given as an index (``3``, ``"3"``) or a class name
+        (``"Trouser"``, case-insensitive), checked like ``check_label``; None stays None."""
+        if label is None:
+            return None
+        if isinstance(label, str):
+            text = label.strip()
+            names = [str(c) for c in self.classes]
+            if text in names:
+                index = names.index(text)
+            elif text.lower() in (lowered := [c.lower() for c in names]):
+                index = lowered.index(text.lower())
+            else:
+                try:
+                    index = int(text)
+                except ValueError:
+                    if not self.conditional:
+                        raise bad_request(f"model '{self.name}' is not conditional: it takes no label") from None
+                    raise invalid(
+                        f"unknown label {text!r} for model '{self.name}': give an index 0..{self.num_classes - 1} "
+                        f"or a class name ({', '.join(names) or 'the card names none'})",
+                        {"num_classes": self.num_classes, "classes": self.classes},
+                    ) from None
+            label = index
+        self.check_label(label)
+        return label
+
     def check_psi(self, psi: float | None) -> None:
         if psi is None:
             return
@@ -570,6 +597,8 @@ class GanModel:
                 raise invalid(f"{what} must list 1..{MAX_MIX} seeds, got {len(values)}")
         self.check_tiles((len(seeds) + 1) * (len(styles) + 1))
         layers = self.style_layers
+        if crossover is None and self.card.get("mix_crossover") is not None:
+            crossover = _int(self.card["mix_crossover"])  # the card's choice: where mixing shows
         if crossover is None:
             if layers is None:
                 raise invalid(f"model '{self.name}' does not declare its style layers: pass crossover=")

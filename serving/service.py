@@ -40,7 +40,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from serving import images, openapi, routelabels, sampling
+from serving import images, openapi, routelabels, sampling, ui
 from serving.admission import Admission, clip
 from serving.engine import SETTINGS, Inference
 from serving.errors import ServingError, invalid
@@ -93,6 +93,7 @@ IMAGE_BODY = {  # the routes read the body themselves; this documents what they 
 # FastAPI's own /docs and /openapi.json are off: BentoML serves one OpenAPI document
 # (/docs.json, UI at /) that merges this app's routes with the @bentoml.api ones.
 app = FastAPI(title="ganzoo", docs_url=None, redoc_url=None, openapi_url=None)
+app.include_router(ui.router)  # GET /ui: the web gallery (plain files, talks to the routes below)
 
 
 @app.exception_handler(ServingError)
@@ -485,11 +486,12 @@ class Ganzoo:
         model: str | None = Query(None, max_length=200, description="Model name; optional when one model can generate"),
         n: int = Query(16, description="Tiles, 1..GANZOO_MAX_N (default 256); ceil(sqrt(n)) per row"),
         seed: int | None = Query(None, description="Seed >= 0 (random when omitted; echoed in X-Seed)"),
-        label: int | None = Query(None, description="Class of every tile (conditional models)"),
+        label: str | None = Query(None, description="Class of every tile: index or name (conditional models)"),
         psi: float | None = Query(None, description="Truncation in [0, 2] (models with a psi input)"),
         format: Literal["png", "npy", "json"] = Query("png", description="png grid, or the tiles as uint8 NHWC"),
     ) -> Response:
-        return await self._generate(GenerateRequest(model=model, n=n, seed=seed, label=label, psi=psi), format)
+        index = self.model(model, "generate").resolve_label(label)
+        return await self._generate(GenerateRequest(model=model, n=n, seed=seed, label=index, psi=psi), format)
 
     @app.get("/interpolate", response_class=Response, responses={**INTERPOLATE_MEDIA, **ERRORS},
              summary="Latent interpolation")
@@ -499,11 +501,12 @@ class Ganzoo:
         seed_a: int | None = Query(None, description="Start: tile 0 of this seed (random when omitted)"),
         seed_b: int | None = Query(None, description="End: tile 0 of this seed (random when omitted)"),
         steps: int = Query(8, description="Frames, 2..64"),
-        label: int | None = Query(None),
+        label: str | None = Query(None, description="Class: index or name (conditional models)"),
         psi: float | None = Query(None),
         format: Literal["png", "gif"] = Query("png", description="png strip or animated gif"),
     ) -> Response:
-        return await self._interpolate(model, seed_a, seed_b, steps, label, psi, format)
+        index = self.model(model, "interpolate").resolve_label(label)
+        return await self._interpolate(model, seed_a, seed_b, steps, index, psi, format)
 
     @app.get("/mix", response_class=Response, responses={**PNG, **ERRORS}, summary="Style-mixing grid")
     async def get_mix(

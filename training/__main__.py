@@ -53,6 +53,40 @@ def _resolve(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**data)
 
 
+def export_summary(dest: Any, stored: bool, run: Any = None) -> str:
+    """What an export did, in words: each graph's size and parity, the fp16 copies, where it went,
+    and the command that measures the exported model itself."""
+    import json
+    from pathlib import Path
+
+    card = json.loads((Path(dest) / "card.json").read_text())
+    config = Path(run) / "config.yaml" if run is not None else None
+    data_root = (yaml.safe_load(config.read_text()) or {}).get("data_root") if config and config.is_file() else None
+    lines = [f"exported {card['name']} ({card.get('variant')}, step {card.get('steps')}, "
+             f"checkpoint {card.get('checkpoint')}) -> {dest}"]
+    for role, g in card.get("graphs", {}).items():
+        line = (f"  {role}: {g['file']} {g.get('bytes', 0) / 1e6:.1f} MB, "
+                f"ONNX Runtime vs torch max |diff| {g.get('parity_max_abs_diff', float('nan')):.2g}")
+        half = g.get("fp16")
+        if isinstance(half, dict):
+            line += (f"; fp16 {half['file']} {half.get('bytes', 0) / 1e6:.1f} MB, "
+                     f"max |diff| vs fp32 {half.get('max_abs_diff_vs_fp32', float('nan')):.2g}")
+        lines.append(line)
+    if stored:
+        from serving.store import list_models, model_store, select_latest
+
+        store = model_store()
+        tag = select_latest(list_models(store, card["name"])).get(card["name"])
+        where = f"{tag.tag} in the BentoML model store {store._path}" if tag else "the BentoML model store"
+        lines.append(f"  stored as {where} (serve it: make serve)")
+    else:
+        lines.append(f"  not stored (--no-store): python -m serving.import_models {dest}")
+    if not card.get("metrics"):
+        root = data_root or "<its data folder>"
+        lines.append(f"  measure it: python -m training eval onnx {dest} --data-root {root} --write")
+    return "\n".join(lines)
+
+
 def variant_help(name: str) -> str:
     """The ``--model`` keys of variant ``name`` from its pydantic Config (fields, defaults, descriptions)."""
     from zoo import registry
@@ -97,6 +131,10 @@ def build_parser(variant: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "eval":  # argparse's REMAINDER drops a leading --help: hand eval its own argv
+        from training.evaluation.cli import main as eval_main
+
+        return eval_main(argv[1:])
     named = argv[1] if len(argv) > 1 and argv[0] == "train" and not argv[1].startswith("-") else None
     args = build_parser(named if {"-h", "--help"} & set(argv) else None).parse_args(argv)
 
@@ -113,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
             dest = export_run(args.run, args.name, args.out, args.checkpoint, store=not args.no_store,
                               fp16=not args.no_fp16)
-            print(f"exported {args.name} -> {dest}")
+            print(export_summary(dest, stored=not args.no_store, run=args.run))
         elif args.cmd == "fp16":
             from pathlib import Path
 

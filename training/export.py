@@ -125,7 +125,8 @@ def render_card(card: dict[str, Any]) -> str:
     if metrics:
         lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in metrics.items()]
     else:
-        lines.append("Not measured yet (`make eval`).")
+        lines.append("Not measured yet: `python -m training eval onnx <this folder> --data-root <its data folder>"
+                     " --write` measures this artifact and writes the numbers here.")
     return "\n".join(lines) + "\n"
 
 

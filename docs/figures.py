@@ -1,0 +1,207 @@
+"""``make figures``: the pictures in README.md, docs/RESULTS.md and the model cards.
+
+Rendered from the shipped artifacts in ``serving/pretrained/`` through the Python API
+(``serving.load``: ONNX Runtime on the CPU, the service's own sampling), so every image is
+what the HTTP API answers for the parameters named here, and the same on every run. The
+translation strips also take two test photos each from ``--data`` (``../shared/data``) beside
+the photos shipped in ``examples/photos/``; without ``--data`` they use the shipped ones only.
+
+    python docs/figures.py --data ../shared/data          # writes docs/images/*
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
+
+from serving import api, images  # noqa: E402
+
+OUT = REPO / "docs" / "images"
+PRETRAINED = REPO / "serving" / "pretrained"
+PHOTOS = REPO / "examples" / "photos"
+GRID_MODELS = ("dcgan", "cgan", "cgan-fashion", "stylegan", "aae")
+TEST_PHOTOS = {  # two test photos per direction from ../shared/data/apple2orange
+    "apple2orange": ["testA/n07740461_10080.jpg", "testA/n07740461_111.jpg"],
+    "orange2apple": ["testB/n07749192_2570.jpg", "testB/n07749192_620.jpg"],
+}
+SHIPPED = {"apple2orange": PHOTOS / "apple.jpg", "orange2apple": PHOTOS / "orange.jpg"}
+TRANSLATE_SIZE = 128  # working resolution: visibly sharper than the model's 64, less patchy than 256
+MIX_CROSSOVER = 3
+MAX_BYTES = 200_000
+
+
+def zoom(arr: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscale of HWC by a whole factor (pixels stay crisp)."""
+    return arr.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def write(path: Path, data: bytes) -> None:
+    if len(data) > MAX_BYTES:
+        raise SystemExit(f"{path.name} would be {len(data)} bytes, over the {MAX_BYTES} budget")
+    path.write_bytes(data)
+    print(f"wrote {path.relative_to(REPO)} ({len(data) // 1024} kB)")
+
+
+def sample_grids() -> None:
+    """64 samples of seed 0 per generating model: GET /generate?model=M&n=64&seed=0, 2x."""
+    for name in GRID_MODELS:
+        m = api.load(PRETRAINED / name)
+        write(OUT / f"{name}-grid.png", images.encode_png(zoom(api.grid(m.generate(n=64, seed=0)), 2)))
+
+
+def class_rows(plt) -> None:  # noqa: ANN001
+    """One row per class, named: tile i of seed 0 with label c (columns share their z)."""
+    for name in ("cgan", "cgan-fashion"):
+        m = api.load(PRETRAINED / name)
+        rows = np.concatenate([m.generate(n=10, seed=0, label=c) for c in range(len(m.classes))])
+        grid = api.grid(rows, 10)[:, :, 0]
+        fig, ax = plt.subplots(figsize=(5.6, 5.4), dpi=100)
+        ax.imshow(grid, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        step = grid.shape[0] / len(m.classes)
+        ax.set_yticks([step * (i + 0.5) for i in range(len(m.classes))], m.classes)
+        ax.set_xticks([])
+        ax.tick_params(length=0)
+        for side in ax.spines.values():
+            side.set_visible(False)
+        ax.set_title(f"{name}: one row per label=, seed 0", fontsize=9)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", metadata={"Software": None})
+        plt.close(fig)
+        write(OUT / f"{name}-classes.png", buf.getvalue())
+
+
+def strips(data: Path | None) -> None:
+    """Input photos above their translations (size=128), one strip per direction, as JPEG."""
+    m = api.load(PRETRAINED / "cyclegan")
+    for direction, names in TEST_PHOTOS.items():
+        files = [SHIPPED[direction]]
+        if data is not None:
+            files += [data / "apple2orange" / n for n in names]
+        cells = []
+        for f in files:
+            src = np.asarray(Image.open(f).convert("RGB").resize((128, 128), Image.Resampling.BICUBIC))
+            out = m.translate(f, direction, TRANSLATE_SIZE)
+            dst = np.asarray(Image.fromarray(out).resize((128, 128), Image.Resampling.BICUBIC))
+            cells.append((src, dst))
+        tiles = np.stack([c[0] for c in cells] + [c[1] for c in cells])
+        strip = images.make_grid(tiles, len(cells), pad_value=255)
+        buf = io.BytesIO()
+        Image.fromarray(strip).save(buf, format="JPEG", quality=88, optimize=True)
+        write(OUT / f"{direction}.jpg", buf.getvalue())
+
+
+def interpolation_gif() -> None:
+    """Six stylegan walks (GET /interpolate?model=stylegan&seed_a=i&seed_b=i+6&steps=12), there and back, 2x."""
+    m = api.load(PRETRAINED / "stylegan")
+    walks = [m.interpolate(i, i + 6, steps=12) for i in range(6)]  # each [steps, H, W, 1]
+    frames = np.stack([zoom(images.make_grid(np.stack([w[t] for w in walks]), 6), 2) for t in range(12)])
+    frames = np.concatenate([frames, frames[-2:0:-1]])
+    write(OUT / "stylegan-interpolation.gif", images.encode_gif(frames, duration_ms=80))
+
+
+def mixing_grid() -> None:
+    """GET /mix?model=stylegan&seeds=1,2,3,4,5&styles=6,7,8,9,10&crossover=3, 2x."""
+    m = api.load(PRETRAINED / "stylegan")
+    grid = m.mix([1, 2, 3, 4, 5], [6, 7, 8, 9, 10], crossover=MIX_CROSSOVER)
+    write(OUT / "stylegan-mix.png", images.encode_png(zoom(grid, 2)))
+
+
+def quality_chart(plt) -> None:  # noqa: ANN001
+    """The shipped MNIST models' 1-NN accuracy and pixel MMD (cards) beside the lecture notes'."""
+    models = ["dcgan", "cgan", "stylegan", "aae"]
+    metrics = {n: json.loads((PRETRAINED / n / "card.json").read_text())["metrics"] for n in models}
+    rows = [(n, metrics[n]["one_nn_acc"], metrics[n]["one_nn_acc_std"], metrics[n]["pixel_mmd"],
+             metrics[n]["pixel_mmd_std"], "#0a66c2") for n in models]
+    nan = float("nan")  # the notes give no spread
+    rows += [("notes: GAN", 0.6835, nan, 0.1964, nan, "#999999"), ("notes: WGAN", 0.6788, nan, 0.1079, nan, "#999999"),
+             ("real train\nvs test", 0.510, 0.006, 0.031, 0.004, "#2e7d32")]  # docs/RESULTS.md
+    labels = [r[0] for r in rows]
+    colours = [r[5] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
+    a.bar(labels, [r[1] for r in rows], yerr=[r[2] for r in rows], color=colours, capsize=3)
+    a.axhline(0.5, color="#2e7d32", lw=0.8, ls="--")
+    a.set_ylim(0.45, 0.72)
+    a.set_title("1-NN accuracy (0.5 ideal, lower is better)", fontsize=9)
+    b.bar(labels, [r[3] for r in rows], yerr=[r[4] for r in rows], color=colours, capsize=3)
+    b.set_title("pixel MMD (lower is better)", fontsize=9)
+    for ax in (a, b):
+        ax.tick_params(axis="x", labelsize=7, rotation=30)
+        ax.tick_params(axis="y", labelsize=7)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    fig.suptitle("MNIST: shipped models (blue, from their cards) vs the lecture notes (grey)", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    write(OUT / "quality.png", buf.getvalue())
+
+
+CARD_FIGURES = {  # card.md of each shipped model -> (alt text, file in docs/images/)
+    "dcgan": [("64 samples, seed 0 (GET /generate?model=dcgan&n=64&seed=0)", "dcgan-grid.png")],
+    "cgan": [("64 samples, seed 0; tile i has class i % 10", "cgan-grid.png"),
+             ("one row per label", "cgan-classes.png")],
+    "cgan-fashion": [("64 samples, seed 0; tile i has class i % 10", "cgan-fashion-grid.png"),
+                     ("one row per label", "cgan-fashion-classes.png")],
+    "stylegan": [("64 samples, seed 0", "stylegan-grid.png"),
+                 (f"style mixing, crossover {MIX_CROSSOVER}", "stylegan-mix.png")],
+    "aae": [("64 decoder samples from the prior, seed 0", "aae-grid.png")],
+    "cyclegan": [(f"apple -> orange (top: input, bottom: output; size={TRANSLATE_SIZE})", "apple2orange.jpg"),
+                 ("orange -> apple", "orange2apple.jpg")],
+}
+BEGIN, END = "<!-- figures: make figures -->", "<!-- /figures -->"
+
+
+def embed_in_cards() -> None:
+    """Put each model's figures under its card.md's description, between markers (idempotent:
+    ``training eval --write`` re-renders card.md without them, ``make figures`` puts them back)."""
+    for name, items in CARD_FIGURES.items():
+        path = PRETRAINED / name / "card.md"
+        text = path.read_text()
+        if BEGIN in text:
+            head, _, rest = text.partition(BEGIN)
+            text = head.rstrip("\n") + "\n\n" + rest.partition(END)[2].lstrip("\n")
+        block = "\n".join([BEGIN, *(f"![{alt}](../../../docs/images/{f})" for alt, f in items), END, ""])
+        lines = text.split("\n")
+        at = 4 if len(lines) > 3 and lines[1] == "" and lines[3] == "" else 2  # after title and description
+        new = "\n".join(lines[:at]) + "\n" + block + "\n" + "\n".join(lines[at:])
+        if new != path.read_text():
+            path.write_text(new)
+            print(f"embedded {len(items)} figure(s) in {path.relative_to(REPO)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, help="../shared/data: adds two test photos per translation strip")
+    args = parser.parse_args(argv)
+    data = args.data if args.data and (args.data / "apple2orange").is_dir() else None
+    if args.data and data is None:
+        print(f"note: {args.data}/apple2orange not found; the strips use the shipped photos only")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    sample_grids()
+    class_rows(plt)
+    strips(data)
+    interpolation_gif()
+    mixing_grid()
+    quality_chart(plt)
+    embed_in_cards()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
