@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qs
 
 from serving.routelabels import restore
 
@@ -78,6 +79,30 @@ class Throughput:
             self.done.popleft()
 
 
+class Lane:
+    """Requests of one kind in flight, and their service rate (completions per busy second)."""
+
+    def __init__(self) -> None:
+        self.inflight = 0
+        self.busy_total = 0.0  # seconds with at least one request of this lane in flight, before busy_since
+        self.busy_since = 0.0
+        self.throughput = Throughput()
+
+    def start(self, now: float) -> None:
+        if self.inflight == 0:
+            self.busy_since = now
+        self.inflight += 1
+
+    def finish(self, now: float) -> None:
+        self.inflight -= 1
+        if self.inflight == 0:
+            self.busy_total += now - self.busy_since
+            busy = self.busy_total
+        else:
+            busy = self.busy_total + now - self.busy_since
+        self.throughput.record(now, busy)
+
+
 class Admission:
     """ASGI middleware; ``Ganzoo.add_asgi_middleware(Admission, **limits)``."""
 
@@ -98,18 +123,31 @@ class Admission:
         self.timeout_s = timeout_s
         self.max_bytes = max_bytes
         self.inflight = 0
-        self.busy_total = 0.0  # seconds with at least one request in flight, before busy_since
-        self.busy_since = 0.0
-        self.throughput = Throughput()
+        self.lanes: dict[tuple[str, int | None], Lane] = {}
+
+    def lane(self, scope: Scope) -> Lane:
+        """Requests alike in cost share an estimate: same route, and for /generate the same n.
+
+        One estimate for all traffic would let a few slow requests (n=256, big translations)
+        make a burst of cheap ones look expensive. Keys are bounded: unknown paths share one."""
+        from serving.routelabels import cached_known_paths, label
+
+        path = label(scope.get("path", ""), cached_known_paths())
+        n: int | None = None
+        if path == "/generate":
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            raw = (query.get("n") or [""])[0]
+            n = int(raw) if raw.isdigit() and len(raw) <= 6 else None
+        return self.lanes.setdefault((path, n), Lane())
 
     # -- the decision -----------------------------------------------------------------------
-    def refusal(self, now: float) -> tuple[str, float] | None:
+    def refusal(self, lane: Lane, now: float) -> tuple[str, float] | None:
         """(why, seconds to wait) when a new request must be refused now."""
         if self.inflight >= self.max_inflight:
             return f"{self.inflight} requests in progress (limit GANZOO_MAX_INFLIGHT={self.max_inflight})", 1.0
-        rate = self.throughput.rate(now)
-        if rate is not None and self.inflight > 0:
-            wait = self.inflight / rate
+        rate = lane.throughput.rate(now)
+        if rate is not None and lane.inflight > 0:
+            wait = lane.inflight / rate
             if wait > self.max_wait_s:
                 return f"expected wait {wait:.1f} s is over GANZOO_MAX_WAIT_S={self.max_wait_s:g}", wait
         return None
@@ -131,7 +169,8 @@ class Admission:
             await self.app(scope, receive, _hygiene(send))
             return
         now = time.monotonic()
-        refused = self.refusal(now)
+        lane = self.lane(scope)
+        refused = self.refusal(lane, now)
         if refused is not None:
             why, wait = refused
             retry = str(max(1, math.ceil(wait)))
@@ -149,20 +188,13 @@ class Admission:
                 await _reply(send, bad[0], bad[1], bad[2])
                 _log_refusal(scope, bad[0], bad[1])
                 return
-        if self.inflight == 0:
-            self.busy_since = now
         self.inflight += 1
+        lane.start(now)
         try:
             await self._serve(scope, receive, send)
         finally:
-            end = time.monotonic()
             self.inflight -= 1
-            if self.inflight == 0:
-                self.busy_total += end - self.busy_since
-                busy = self.busy_total
-            else:
-                busy = self.busy_total + end - self.busy_since
-            self.throughput.record(end, busy)
+            lane.finish(time.monotonic())
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = {"started": False, "done": False, "overflow": False, "read": 0}

@@ -31,6 +31,16 @@ def known_paths() -> set[str]:
     return paths
 
 
+_CACHE: dict[str, set[str]] = {}
+
+
+def cached_known_paths() -> set[str]:
+    """``known_paths()``, computed once per process (the routes do not change once served)."""
+    if "paths" not in _CACHE:
+        _CACHE["paths"] = known_paths()
+    return _CACHE["paths"]
+
+
 def label(path: str, known: set[str]) -> str:
     return path if path in known or path.startswith(_PREFIXES) else UNMATCHED
 
@@ -49,15 +59,12 @@ def install() -> None:
     base = instruments.RunnerTrafficMetricsMiddleware
     if getattr(base, "_ganzoo", False):
         return
-    cache: dict[str, set[str]] = {}
-
     class RouteLabelledMetrics(base):  # type: ignore[misc, valid-type]
         _ganzoo = True
 
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
             if scope.get("type") == "http":
-                known = cache.setdefault("paths", known_paths())
-                shown = label(scope["path"], known)
+                shown = label(scope["path"], cached_known_paths())
                 if shown != scope["path"]:
                     scope = {**scope, "path": shown, KEY: scope["path"]}
             await super().__call__(scope, receive, send)
