@@ -28,7 +28,7 @@ import onnxruntime as ort
 from serving import images
 from serving.config import Settings
 from serving.providers import pick_precision, pick_providers
-from serving.runtime import GanModel
+from serving.runtime import GanModel, model_signature
 from serving.store import load_served
 from serving.supervise import die_with_parent
 
@@ -108,8 +108,13 @@ class Inference:
     def __init__(self) -> None:
         die_with_parent()  # a worker must not outlive `bentoml serve` (serving/supervise.py)
         settings = SETTINGS
-        self.providers = pick_providers(ort.get_available_providers(), settings.device)
+        available = ort.get_available_providers()
+        self.providers = pick_providers(available, settings.device)
         self.precision = pick_precision(self.providers, settings.precision)
+        log.info(
+            "onnxruntime %s: available providers %s; GANZOO_DEVICE=%s -> %s; GANZOO_PRECISION=%s -> %s",
+            ort.__version__, available, settings.device, self.providers, settings.precision, self.precision,
+        )
         self._busy = 0
         self._last = time.monotonic()
         self._stop_when_idle()
@@ -174,5 +179,6 @@ class Inference:
 
     @bentoml.api
     def loaded(self) -> dict[str, Any]:
-        """What this worker serves: name -> version, and name -> reason for failed loads."""
-        return {"models": {n: m.version for n, m in self.models.items()}, "failed": dict(self.failed)}
+        """What this worker serves (name -> card and graph signatures, which the HTTP service
+        validates requests with) and name -> reason for failed loads."""
+        return {"models": {n: model_signature(m) for n, m in self.models.items()}, "failed": dict(self.failed)}

@@ -167,9 +167,27 @@ class Graph:
         self.outputs = {o.name: _dims(o.shape) for o in session.get_outputs()}
         self.provider = session.get_providers()[0]
 
-    def detach(self, runner: Runner) -> None:
-        """Run through ``runner`` from now on and free the local session."""
-        self.runner, self.session = runner, None
+    def signature(self) -> dict[str, Any]:
+        """What another process needs to validate requests for this graph (``Graph.remote``)."""
+        return {
+            "inputs": [[s.name, list(s.shape), _TYPE_NAMES[np.dtype(s.dtype)]] for s in self.inputs.values()],
+            "outputs": [[name, list(shape)] for name, shape in self.outputs.items()],
+            "provider": self.provider,
+            "precision": self.precision,
+        }
+
+    @classmethod
+    def remote(cls, role: str, signature: dict[str, Any], runner: Runner) -> Graph:
+        """A graph known by its signature only, run by ``runner`` (in the inference service)."""
+        graph = cls.__new__(cls)
+        graph.role, graph.session, graph.runner = role, None, runner
+        graph.precision = str(signature.get("precision", "fp32"))
+        graph.provider = str(signature.get("provider", ""))
+        graph.inputs = {
+            n: InputSpec(n, _dims(shape), _DTYPES.get(t, np.float32)) for n, shape, t in signature["inputs"]
+        }
+        graph.outputs = {n: _dims(shape) for n, shape in signature["outputs"]}
+        return graph
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """First output of the graph, feeding only the inputs it declares."""
@@ -179,6 +197,9 @@ class Graph:
         assert self.session is not None
         out = next(iter(self.outputs))
         return self.session.run([out], feeds)[0]
+
+
+_TYPE_NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
 
 
 def _dims(shape: Sequence[Any]) -> tuple[int | None, ...]:
@@ -717,6 +738,29 @@ class GanModel:
         """``translate`` as uint8 HWC."""
         out = np.asarray(self.translate(img, direction, size))
         return out[:, :, None] if out.ndim == 2 else out
+
+
+def model_signature(model: GanModel) -> dict[str, Any]:
+    """A loaded model as the HTTP-facing service rebuilds it (``remote_model``): card and graph signatures."""
+    return {
+        "version": model.version,
+        "card": model.card,
+        "graphs": {role: g.signature() for role, g in model.graphs.items()},
+        "chunk": model.chunk,
+        "max_work_pixels": model.max_work_pixels,
+        "max_output_pixels": model.max_output_pixels,
+    }
+
+
+def remote_model(name: str, signature: dict[str, Any], runner: Callable[[str], Runner]) -> GanModel:
+    """The model ``model_signature`` describes, its graphs run by ``runner(name)`` elsewhere."""
+    run = runner(name)
+    graphs = {role: Graph.remote(role, sig, run) for role, sig in signature["graphs"].items()}
+    model = GanModel(name, str(signature["version"]), dict(signature["card"]), graphs)
+    model.chunk = int(signature.get("chunk", model.chunk))
+    model.max_work_pixels = int(signature.get("max_work_pixels", model.max_work_pixels))
+    model.max_output_pixels = int(signature.get("max_output_pixels", model.max_output_pixels))
+    return model
 
 
 def load_model(

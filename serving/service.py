@@ -44,11 +44,9 @@ from serving import images, openapi, routelabels, sampling, ui
 from serving.admission import Admission, clip
 from serving.engine import SETTINGS, Inference
 from serving.errors import ServingError, invalid
-from serving.providers import pick_precision, pick_providers
-from serving.runtime import GanModel
+from serving.runtime import GanModel, remote_model
 from serving.sampling import MAX_SEED
 from serving.schemas import EncodeResponse, ErrorResponse, FailedModel, GenerateRequest, ModelInfo
-from serving.store import load_served
 from serving.supervise import die_with_parent
 
 log = logging.getLogger("bentoml.ganzoo")
@@ -198,34 +196,36 @@ class Ganzoo:
     inference = bentoml.depends(Inference)
 
     def __init__(self) -> None:
-        import onnxruntime as ort
-
         die_with_parent()  # a worker must not outlive `bentoml serve` (serving/supervise.py)
         self.settings = SETTINGS
         Image.MAX_IMAGE_PIXELS = self.settings.max_pixels  # PIL's own decompression-bomb guard
-        available = ort.get_available_providers()
-        self.providers = pick_providers(available, self.settings.device)
-        self.precision = pick_precision(self.providers, self.settings.precision)
-        log.info(
-            "onnxruntime %s: available providers %s; GANZOO_DEVICE=%s -> %s; GANZOO_PRECISION=%s -> %s",
-            ort.__version__,
-            available,
-            self.settings.device,
-            self.providers,
-            self.settings.precision,
-            self.precision,
-        )
-        # the signatures are needed here to validate requests; the graphs run in Inference
-        self.served, self.failed = load_served(
-            self.providers, self.settings.models, self.settings.ort_threads, chunk=self.settings.batch,
-            precision=self.precision, settings=self.settings,
-        )
-        for model in self.served.values():
-            for graph in model.graphs.values():
-                graph.detach(self._remote(model.name))
-        self._checked = False
-        if not self.served:
-            log.warning("no ganzoo model to serve: import some with `python -m serving.import_models DIR`")
+        # The models are the inference service's: this service learns their cards and graph
+        # signatures from it at startup (`_learn_models`) and validates requests with them.
+        self.served: dict[str, GanModel] = {}
+        self.failed: dict[str, str] = {}
+        self._learned = False
+        self._learning = asyncio.Lock()
+
+    async def _ensure(self) -> None:
+        """Learn the models from the inference service on first use (a readiness probe, or the
+        first request): its client is usable only once BentoML has started both services."""
+        if self._learned:
+            return
+        async with self._learning:
+            if self._learned:
+                return
+            try:
+                loaded = await self.inference.to_async.loaded()
+            except Exception as e:  # noqa: BLE001 - not up yet: connection refused, 503, ...
+                raise ServingError(503, "starting: the inference service is not ready yet; retry later",
+                                   {"reason": clip(repr(e))}) from None
+            self.served = {n: remote_model(n, sig, self._remote) for n, sig in sorted(loaded["models"].items())}
+            self.failed = dict(loaded["failed"])
+            self._learned = True
+            for m in self.served.values():
+                log.info("model %s:%s served (%s) on %s", m.name, m.version, ", ".join(m.capabilities), m.provider)
+            if not self.served:
+                log.warning("no ganzoo model to serve: import some with `python -m serving.import_models DIR`")
 
     def _remote(self, name: str) -> Callable[[str, dict[str, np.ndarray]], np.ndarray]:
         def run(role: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -234,17 +234,12 @@ class Ganzoo:
         return run
 
     async def __is_ready__(self) -> bool:
-        """Ready once the inference service serves the same model versions, and at least one."""
-        if not self._checked:
-            loaded = await self.inference.to_async.loaded()
-            for name in list(self.served):
-                version = loaded["models"].get(name)
-                if version != self.served[name].version:
-                    why = loaded["failed"].get(name) or f"the inference service has version {version}"
-                    log.error("model %s is not served: %s", name, why)
-                    self.failed[name] = why
-                    del self.served[name]
-            self._checked = True
+        """Ready once the models are known and at least one is served (all, when
+        GANZOO_READY_REQUIRES_ALL=1)."""
+        try:
+            await self._ensure()
+        except ServingError:
+            return False
         if self.settings.ready_requires_all and self.failed:
             return False
         return bool(self.served)
@@ -270,6 +265,7 @@ class Ganzoo:
     async def _tiles(self, req: GenerateRequest) -> tuple[GanModel, np.ndarray, int]:
         """``n`` tiles (uint8 NHWC) through the batched inference API; tile ``i`` depends on
         (seed, i, label, psi) only, however BentoML batches it."""
+        await self._ensure()
         model = self.model(req.model, "generate")
         n = check_n(req.n, self.settings.max_n)
         seed = check_seed(req.seed)
@@ -312,6 +308,7 @@ class Ganzoo:
         self, model: str | None, seed_a: int | None, seed_b: int | None, steps: int, label: int | None,
         psi: float | None, format: str,
     ) -> Response:
+        await self._ensure()
         m = self.model(model, "interpolate")
         a, b = check_seed(seed_a, "seed_a"), check_seed(seed_b, "seed_b")
         frames = await run_in_threadpool(m.interpolate, a, b, steps, label, psi)
@@ -323,6 +320,7 @@ class Ganzoo:
     async def _mix(
         self, model: str | None, seeds: str, styles: str, crossover: int | None, psi: float | None
     ) -> Response:
+        await self._ensure()
         m = self.model(model, "mix")
         s, t = parse_seeds(seeds, "seeds"), parse_seeds(styles, "styles")
         tiles, cols = await run_in_threadpool(m.mix, s, t, crossover, psi)
@@ -337,6 +335,7 @@ class Ganzoo:
         return await run_in_threadpool(images.decode_image, data, self.settings.max_pixels)
 
     async def _reconstruct(self, img: Image.Image, model: str | None, label: int | None) -> Response:
+        await self._ensure()
         m = self.model(model, "reconstruct")
         m.require("reconstruct", "it needs an encoder and a generator graph")
         m.check_label(label)
@@ -344,6 +343,7 @@ class Ganzoo:
         return await self._png(out, {"X-Model": m.name})
 
     async def _encode(self, img: Image.Image, model: str | None) -> dict[str, Any]:
+        await self._ensure()
         m = self.model(model, "encode")
         m.require("encode", "it has no encoder graph")
         code = await run_in_threadpool(m.encode, img)
@@ -352,6 +352,7 @@ class Ganzoo:
     async def _translate(
         self, img: Image.Image, model: str | None, direction: str | None, size: int | None
     ) -> Response:
+        await self._ensure()
         m = self._translator(model, direction)
         m.resolve_direction(direction)
         m.check_size(size)
@@ -439,7 +440,12 @@ class Ganzoo:
     @bentoml.api(route="/models")
     async def models(self) -> list[ModelInfo]:
         """Served models and their metadata (same JSON as GET /models)."""
-        return [ModelInfo(**m.info()) for m in self.served.values()]
+
+        async def work() -> Any:
+            await self._ensure()
+            return [ModelInfo(**m.info()) for m in self.served.values()]
+
+        return await _guard(work())
 
     @bentoml.api(route="/api/encode")
     async def encode(self, image: Path, model: str | None = None) -> EncodeResponse:
@@ -475,6 +481,7 @@ class Ganzoo:
     async def get_models(
         self, include_failed: bool = Query(False, description="Also list models that failed to load, with the reason")
     ) -> list[dict[str, Any]]:
+        await self._ensure()
         served = [m.info() for m in self.served.values()]
         if not include_failed:
             return served
@@ -490,6 +497,7 @@ class Ganzoo:
         psi: float | None = Query(None, description="Truncation in [0, 2] (models with a psi input)"),
         format: Literal["png", "npy", "json"] = Query("png", description="png grid, or the tiles as uint8 NHWC"),
     ) -> Response:
+        await self._ensure()
         index = self.model(model, "generate").resolve_label(label)
         return await self._generate(GenerateRequest(model=model, n=n, seed=seed, label=index, psi=psi), format)
 
@@ -505,6 +513,7 @@ class Ganzoo:
         psi: float | None = Query(None),
         format: Literal["png", "gif"] = Query("png", description="png strip or animated gif"),
     ) -> Response:
+        await self._ensure()
         index = self.model(model, "interpolate").resolve_label(label)
         return await self._interpolate(model, seed_a, seed_b, steps, index, psi, format)
 
@@ -527,6 +536,7 @@ class Ganzoo:
         model: str | None = Query(None, max_length=200),
         label: int | None = Query(None, description="Class for the generator (conditional models)"),
     ) -> Response:
+        await self._ensure()
         m = self.model(model, "reconstruct")
         m.require("reconstruct", "it needs an encoder and a generator graph")
         m.check_label(label)
@@ -535,6 +545,7 @@ class Ganzoo:
     @app.post("/encode", response_model=EncodeResponse, responses=ERRORS, openapi_extra=IMAGE_BODY,
               summary="Latent code of an image (raw image body or multipart)")
     async def post_encode(self, request: Request, model: str | None = Query(None, max_length=200)) -> dict[str, Any]:
+        await self._ensure()
         self.model(model, "encode").require("encode", "it has no encoder graph")
         return await self._encode(await self._upload(request), model)
 
@@ -547,6 +558,7 @@ class Ganzoo:
         direction: str | None = Query(None, max_length=200, description="e.g. apple2orange (GET /models)"),
         size: int | None = Query(None, description="Working resolution of the shorter side (default image_size)"),
     ) -> Response:
+        await self._ensure()
         m = self._translator(model, direction)
         m.resolve_direction(direction)
         m.check_size(size)
