@@ -13,16 +13,31 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # BentoML's usage tracking is off unless the environment says otherwise.
 export BENTOML_DO_NOT_TRACK ?= True
 
-.PHONY: serve test lint pretrained eval benchmark figures import-models clean
+.PHONY: serve test lint lock pretrained eval benchmark figures import-models clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-# Serving installs only what serving runs (no torch); EXTRA=gpu takes onnxruntime-gpu instead.
-$(VENV)/.serve-installed: pyproject.toml | $(PY)
-	$(PIP) install -q -e '.[$(EXTRA)]'
+# Serving installs only what serving runs (no torch), pinned by the same lock file as the Bento;
+# EXTRA=gpu takes onnxruntime-gpu instead.
+LOCK := requirements/$(EXTRA).lock.txt
+$(VENV)/.serve-installed: pyproject.toml $(LOCK) | $(PY)
+	$(PIP) install -q -r $(LOCK)
+	$(PIP) install -q --no-deps -e .
 	touch $@
+
+# Re-pin requirements/*.lock.txt from a fresh venv holding only `pip install .[serve]`.
+lock:
+	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/pip install -q --upgrade pip && build/lock-venv/bin/pip install -q '.[serve]'
+	{ echo "# Everything the serving Bento installs, pinned: bentoml build needs no resolver (bentofile.yaml)."; \
+	  echo "# Made by \`make lock\`: pip freeze of a venv with only \`pip install .[serve]\` (no torch)."; \
+	  build/lock-venv/bin/pip freeze --exclude ganzoo; } > requirements/serve.lock.txt
+	{ echo "# The GPU Bento's pins (bentofile.gpu.yaml): serve.lock.txt with onnxruntime-gpu instead of onnxruntime"; \
+	  echo "# (it needs the same four packages). Made by \`make lock\`."; \
+	  grep -v '^#' requirements/serve.lock.txt | sed "s/^onnxruntime==.*/onnxruntime-gpu==$$(build/lock-venv/bin/pip index versions onnxruntime-gpu 2>/dev/null | head -1 | sed 's/.*(\(.*\))/\1/')/"; } > requirements/gpu.lock.txt
+	rm -rf build/lock-venv
 
 # Tests and training add torch and the example third-party plugin, installed for real with pip.
 $(VENV)/.dev-installed: pyproject.toml examples/ganzoo-wgan-gp/pyproject.toml examples/ganzoo-wgan-gp/ganzoo_wgan_gp/__init__.py | $(PY)

@@ -61,7 +61,7 @@ class Settings:
     max_wait_s: float = 2.0  # GANZOO_MAX_WAIT_S: estimated queue wait before new requests get 503
     timeout_s: float = 30.0  # GANZOO_TIMEOUT_S: a request not answered by then gets 503
     ready_requires_all: bool = False  # GANZOO_READY_REQUIRES_ALL: /readyz is 503 while any model failed to load
-    startup_s: float = 300.0  # GANZOO_STARTUP_S: how long the HTTP service waits for the inference service
+    inference_url: str = ""  # GANZOO_INFERENCE_URL: an inference service elsewhere (docs/DEPLOY.md)
     png_level: int = 1  # GANZOO_PNG_LEVEL: zlib level of PNG responses (docs/PERFORMANCE.md)
 
     @classmethod
@@ -94,5 +94,5 @@ class Settings:
             timeout_s=_float(env, "GANZOO_TIMEOUT_S", cls.timeout_s, 0.1),
             ready_requires_all=_int(env, "GANZOO_READY_REQUIRES_ALL", 0, 0, 1) == 1,
             png_level=_int(env, "GANZOO_PNG_LEVEL", cls.png_level, 0, 9),
-            startup_s=_float(env, "GANZOO_STARTUP_S", cls.startup_s, 1.0),
+            inference_url=env.get("GANZOO_INFERENCE_URL", "").strip(),
         )

@@ -25,7 +25,7 @@ import bentoml
 import numpy as np
 import onnxruntime as ort
 
-from serving import images
+from serving import images, wire
 from serving.config import Settings
 from serving.providers import pick_precision, pick_providers
 from serving.runtime import GanModel, model_signature
@@ -156,24 +156,25 @@ class Inference:
         self._last = time.monotonic()
 
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=SETTINGS.batch, max_latency_ms=SETTINGS.max_latency_ms)
-    def tiles(self, jobs: list[dict[str, Any]]) -> list[np.ndarray]:
+    def tiles(self, jobs: list[dict[str, Any]]) -> list[Any]:
         """Tiles of concurrent generate requests, coalesced by BentoML's adaptive batching."""
         self._enter()
         try:
-            return run_tiles(self.models, jobs)
+            tiles = run_tiles(self.models, [{**j, "feeds": wire.unpack(j["feeds"])} for j in jobs])
+            return [wire.pack(t) if wire.packed(j["feeds"]) else t for j, t in zip(jobs, tiles, strict=True)]
         finally:
             self._leave()
 
     @bentoml.api
-    def run(self, model: str, role: str, feeds: dict[str, Any]) -> np.ndarray:
+    def run(self, model: str, role: str, feeds: dict[str, Any]) -> Any:
         """One graph call (interpolate, mix, encode, reconstruct, translate)."""
         graph = self.models[model].graphs[role]
         self._enter()
         try:
             t0 = time.perf_counter()
-            out = graph.run(feeds)
+            out = graph.run(wire.unpack(feeds))
             _SECONDS.labels(model=model, role=role).observe(time.perf_counter() - t0)
-            return out
+            return wire.pack(out) if wire.packed(feeds) else out
         finally:
             self._leave()
 

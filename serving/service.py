@@ -40,7 +40,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from serving import images, openapi, routelabels, sampling, ui
+from serving import images, openapi, routelabels, sampling, ui, wire
 from serving.admission import Admission, clip
 from serving.engine import SETTINGS, Inference
 from serving.errors import ServingError, invalid
@@ -193,7 +193,9 @@ async def _guard(work: Awaitable[Response]) -> Any:
 class Ganzoo:
     """GAN zoo: sample, interpolate, style-mix, reconstruct and translate with exported GANs."""
 
-    inference = bentoml.depends(Inference)
+    # GANZOO_INFERENCE_URL: an inference service deployed elsewhere (docs/DEPLOY.md); unset, the
+    # local one that `bentoml serve` starts beside this service
+    inference = bentoml.depends(Inference, url=SETTINGS.inference_url or None)
 
     def __init__(self) -> None:
         die_with_parent()  # a worker must not outlive `bentoml serve` (serving/supervise.py)
@@ -229,9 +231,12 @@ class Ganzoo:
 
     def _remote(self, name: str) -> Callable[[str, dict[str, np.ndarray]], np.ndarray]:
         def run(role: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
-            return self.inference.run(model=name, role=role, feeds=feeds)
+            return wire.unpack(self.inference.run(model=name, role=role, feeds=self._pack(feeds)))
 
         return run
+
+    def _pack(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+        return wire.pack(feeds) if self.settings.inference_url else feeds
 
     async def __is_ready__(self) -> bool:
         """Ready once the models are known and at least one is served (all, when
@@ -285,8 +290,10 @@ class Ganzoo:
             for i in range(n)
         ]
         size = self.settings.batch
+        if self.settings.inference_url:  # a JSON hop (serving/wire.py)
+            jobs = [{**j, "feeds": wire.pack(j["feeds"])} for j in jobs]
         parts = await asyncio.gather(*(self.inference.to_async.tiles(jobs[a : a + size]) for a in range(0, n, size)))
-        return model, np.stack([t for part in parts for t in part]), seed
+        return model, np.stack([wire.unpack(t) for part in parts for t in part]), seed
 
     async def _png(self, arr: np.ndarray, headers: dict[str, str]) -> Response:
         body = await run_in_threadpool(images.encode_png, arr, self.settings.png_level)

@@ -1,4 +1,4 @@
-"""The GPU Bento declares its GPU: BentoML itself must read one GPU for the `ganzoo` service from it."""
+"""The GPU Bento declares its GPU: BentoML itself must read one GPU for the `ganzoo-inference` service from it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import json
 from bentoml._internal.configuration.containers import BentoMLContainer
 from serving.service import Ganzoo
 Ganzoo.inject_config()
-print(json.dumps({"name": Ganzoo.name, "resources": BentoMLContainer.config.services[Ganzoo.name].get()["resources"]}))
+svc = Ganzoo.dependencies["inference"].on  # the inference service runs the graphs: it takes the GPU
+print(json.dumps({"name": svc.name, "resources": BentoMLContainer.config.services[svc.name].get()["resources"]}))
 """
 
 
@@ -36,12 +37,13 @@ def _resources(env_extra: dict[str, str], tmp_path: Path) -> dict:
 
 def test_gpu_bentofile_asks_bentoml_for_one_gpu_and_the_cpu_one_for_none(tmp_path):
     gpu = yaml.safe_load((ROOT / "bentofile.gpu.yaml").read_text())
-    packages = gpu["python"]["packages"]
-    assert any(p.startswith("onnxruntime-gpu") for p in packages)
-    assert not any(p.startswith("onnxruntime>") for p in packages), "never both onnxruntime packages"
+    assert gpu["python"]["lock_packages"] is False
+    packages = (ROOT / gpu["python"]["requirements_txt"]).read_text().splitlines()
+    assert any(p.startswith("onnxruntime-gpu==") for p in packages)
+    assert not any(p.startswith("onnxruntime==") for p in packages), "never both onnxruntime packages"
     envs = _envs(ROOT / "bentofile.gpu.yaml")
     assert envs["GANZOO_DEVICE"] == "cuda"
     got = _resources({"BENTOML_CONFIG_OPTIONS": envs["BENTOML_CONFIG_OPTIONS"]}, tmp_path)
-    assert got == {"name": "ganzoo", "resources": {"gpu": 1}}
+    assert got == {"name": "ganzoo-inference", "resources": {"gpu": 1}}
     cpu_envs = _envs(ROOT / "bentofile.yaml")
     assert "BENTOML_CONFIG_OPTIONS" not in cpu_envs and cpu_envs["GANZOO_DEVICE"] == "cpu"
