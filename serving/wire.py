@@ -45,7 +45,7 @@ def unpack(value: Any) -> Any:
 def packed(value: Any) -> bool:
     """Whether ``value`` holds a packed array (then the answer is packed too)."""
     if isinstance(value, dict):
-        return (set(value) == {KEY}) or any(packed(v) for v in value.values())
+        return (set(value) == {KEY} and isinstance(value[KEY], str)) or any(packed(v) for v in value.values())
     if isinstance(value, list):
         return any(packed(v) for v in value)
     return False
