@@ -53,7 +53,7 @@ class Settings:
     max_output_pixels: int = MAX_OUTPUT_PIXELS  # GANZOO_MAX_OUTPUT_PIXELS: largest response image
     ort_threads: int = 0  # GANZOO_ORT_THREADS: intra-op threads per session, 0 = ORT default
     batch: int = 64  # GANZOO_BATCH: tiles per ONNX Runtime call (also BentoML's max batch size)
-    max_latency_ms: int = 1000  # GANZOO_MAX_LATENCY_MS: BentoML adaptive batching's latency budget per batch
+    max_latency_ms: int = 10000  # GANZOO_MAX_LATENCY_MS: BentoML adaptive batching sheds tiles it cannot start by then
     inference_workers: int = 1  # GANZOO_INFERENCE_WORKERS: processes of the inference service
     inference_threads: int = 1  # GANZOO_INFERENCE_THREADS: concurrent ONNX Runtime calls per inference worker
     http_workers: int = 1  # GANZOO_HTTP_WORKERS: processes of the HTTP-facing service

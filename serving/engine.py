@@ -60,6 +60,36 @@ _WAIT = bentoml.metrics.Histogram(
 )
 
 
+def batch_without_cork_wait() -> None:
+    """BentoML's adaptive batching, minus the learned wait before a batch is released.
+
+    Its CorkDispatcher holds a lone request back for the *average wait of recent batches*
+    (``Optimizer.wait``), relearned at most every 5 s from the last 50 batches. After a burst
+    that average is large and recovers by a few percent per refresh: measured here, n=1
+    requests at concurrency 1 right after an n=64 burst waited 355 ms each (9.5 ms before
+    the burst), for minutes. On a CPU (or one GPU) running one graph call at a time nothing is
+    gained by waiting: tiles that arrive while a call runs queue up and go together in the
+    next call anyway. So the learned wait is pinned to 0 and everything else (the queue, the
+    batch size cap, one call at a time, the latency model that sheds hopeless tiles) stays
+    BentoML's.
+    """
+    from bentoml._internal.marshal.dispatcher import Optimizer
+
+    if getattr(Optimizer.trigger_refresh, "_ganzoo", False):
+        return
+    refresh = Optimizer.trigger_refresh
+
+    def trigger_refresh(self: Any) -> None:
+        refresh(self)
+        self.wait = 0
+
+    trigger_refresh._ganzoo = True  # type: ignore[attr-defined]
+    Optimizer.trigger_refresh = trigger_refresh
+
+
+batch_without_cork_wait()
+
+
 def group_key(job: dict[str, Any]) -> tuple[Any, ...]:
     """Tiles that can share one ONNX Runtime call: same model, psi and random inputs."""
     return job["model"], job.get("psi"), tuple(sorted(job["feeds"]))
@@ -101,6 +131,8 @@ def run_tiles(models: dict[str, GanModel], jobs: list[dict[str, Any]]) -> list[n
     # BentoML's client to this service otherwise closes its connection pool every 100
     # requests, failing the requests still in flight on it ("Server disconnected")
     runner_connection={"max_requests": 2**31 - 1, "max_age": 1e9},
+    # internal calls, one or more per HTTP request (which the HTTP service logs): not logged
+    logging={"access": {"enabled": False}},
 )
 class Inference:
     """Runs the graphs; knows nothing about HTTP, images or seeds."""

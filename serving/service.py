@@ -498,10 +498,13 @@ class Ganzoo:
     async def get_generate(
         self,
         model: str | None = Query(None, max_length=200, description="Model name; optional when one model can generate"),
-        n: int = Query(16, description="Tiles, 1..GANZOO_MAX_N (default 256); ceil(sqrt(n)) per row"),
-        seed: int | None = Query(None, description="Seed >= 0 (random when omitted; echoed in X-Seed)"),
+        n: int = Query(16, description="Tiles, 1..GANZOO_MAX_N (default 256); ceil(sqrt(n)) per row",
+                       json_schema_extra={"minimum": 1, "maximum": SETTINGS.max_n, "example": 16}),
+        seed: int | None = Query(None, description="Seed >= 0 (random when omitted; echoed in X-Seed)",
+                                 json_schema_extra={"minimum": 0, "maximum": MAX_SEED, "example": 7}),
         label: str | None = Query(None, description="Class of every tile: index or name (conditional models)"),
-        psi: float | None = Query(None, description="Truncation in [0, 2] (models with a psi input)"),
+        psi: float | None = Query(None, description="Truncation in [0, 2] (models with a psi input)",
+                                  json_schema_extra={"minimum": 0, "maximum": 2, "example": 0.7}),
         format: Literal["png", "npy", "json"] = Query("png", description="png grid, or the tiles as uint8 NHWC"),
     ) -> Response:
         await self._ensure()
@@ -515,7 +518,7 @@ class Ganzoo:
         model: str | None = Query(None, max_length=200),
         seed_a: int | None = Query(None, description="Start: tile 0 of this seed (random when omitted)"),
         seed_b: int | None = Query(None, description="End: tile 0 of this seed (random when omitted)"),
-        steps: int = Query(8, description="Frames, 2..64"),
+        steps: int = Query(8, description="Frames, 2..64", json_schema_extra={"minimum": 2, "maximum": 64}),
         label: str | None = Query(None, description="Class: index or name (conditional models)"),
         psi: float | None = Query(None),
         format: Literal["png", "gif"] = Query("png", description="png strip or animated gif"),
