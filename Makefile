@@ -72,6 +72,7 @@ figures: $(VENV)/.dev-installed
 
 benchmark: $(VENV)/.dev-installed
 	$(PY) benchmarks/bench_generate.py --out docs/PERFORMANCE.md
+	$(PY) benchmarks/bench_serving.py --out docs/PERFORMANCE.md
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -169,10 +169,18 @@ def main() -> int:
               for name, n, _, s in rows]
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.out:
+    if args.out:  # replace only this script's section: the others (serving engine, GPU) stay
+        import re
+
         out = ROOT / args.out
-        head = "# Performance\n\nMeasured by `make benchmark` (benchmarks/bench_generate.py).\n\n"
-        out.write_text(head + text)
+        begin, end = "<!-- bench_generate:begin -->", "<!-- bench_generate:end -->"
+        section = f"{begin}\n{text}{end}"
+        doc = out.read_text() if out.exists() else "# Performance\n"
+        if begin in doc:
+            doc = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: section, doc, flags=re.S)
+        else:
+            doc = doc.rstrip() + "\n\n" + section + "\n"
+        out.write_text(doc)
     return 0
 
 

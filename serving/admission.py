@@ -38,6 +38,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # probes, metrics and docs are never refused: an overloaded server must still say so
 EXEMPT = frozenset({"/readyz", "/livez", "/healthz", "/metrics", "/docs.json", "/", "/ui"})
+COLD_INFLIGHT = 8  # requests of a kind admitted at once before its service rate is known
 SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
 
 
@@ -146,8 +147,12 @@ class Admission:
         if self.inflight >= self.max_inflight:
             return f"{self.inflight} requests in progress (limit GANZOO_MAX_INFLIGHT={self.max_inflight})", 1.0
         rate = lane.throughput.rate(now)
-        if rate is not None and lane.inflight > 0:
-            wait = lane.inflight / rate
+        if rate is None:  # not measured yet: admit a few, learn from them, then let Little's law decide
+            if lane.inflight >= COLD_INFLIGHT:
+                return f"measuring capacity ({lane.inflight} such requests in progress, none answered yet)", 1.0
+            return None
+        if lane.inflight > 0:
+            wait = (lane.inflight + 1) / rate  # the ones ahead, and this one
             if wait > self.max_wait_s:
                 return f"expected wait {wait:.1f} s is over GANZOO_MAX_WAIT_S={self.max_wait_s:g}", wait
         return None

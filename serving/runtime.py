@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from serving import contract, images, sampling
+from serving import contract, images, iobinding, sampling
 from serving.contract import KNOWN_ROLES, LoadError
 from serving.errors import ServingError, bad_request, invalid
 
@@ -196,10 +197,15 @@ class Graph:
             return self.runner(self.role, feeds)
         assert self.session is not None
         out = next(iter(self.outputs))
+        if IOBINDING and iobinding.wants_iobinding(self.session):  # CUDA only, GANZOO_IOBINDING=1
+            return iobinding.run_with_iobinding(self.session, feeds, out)
         return self.session.run([out], feeds)[0]
 
 
 _TYPE_NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
+# ONNX Runtime IO binding on CUDA sessions (serving/iobinding.py): off until benchmarks/gpu_check.sh
+# has measured that it helps on the GPU at hand (no GPU has run it yet)
+IOBINDING = os.environ.get("GANZOO_IOBINDING", "0").strip() == "1"
 
 
 def _dims(shape: Sequence[Any]) -> tuple[int | None, ...]:

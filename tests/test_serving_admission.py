@@ -105,18 +105,21 @@ def test_a_request_not_answered_within_the_budget_is_503_with_retry_after():
 
 
 def test_refusal_by_inflight_count_and_by_expected_wait():
-    mw = Admission(reads_body, max_inflight=4, max_wait_s=0.5, timeout_s=1, max_bytes=10)
+    mw = Admission(reads_body, max_inflight=40, max_wait_s=0.5, timeout_s=1, max_bytes=10)
     scope = {"type": "http", "path": "/generate", "query_string": b"n=64&seed=1"}
     lane = mw.lane(scope)
     assert mw.refusal(lane, 100.0) is None
-    mw.inflight = 4
+    lane.inflight = 8  # nothing measured yet: a few at once only
+    assert "measuring capacity" in mw.refusal(lane, 100.0)[0]
+    lane.inflight = 0
+    mw.inflight = 40
     why, _ = mw.refusal(lane, 100.0)
-    assert "GANZOO_MAX_INFLIGHT=4" in why
+    assert "GANZOO_MAX_INFLIGHT=40" in why
     mw.inflight = lane.inflight = 3
-    for i in range(10):  # 10 completions in 3.6 busy s: 2.5 requests/s, so 3 in flight wait ~1.2 s
+    for i in range(10):  # 10 completions in 3.6 busy s: 2.5 requests/s, so 3 ahead and this one: ~1.6 s
         lane.throughput.record(96.0 + 0.4 * i, 0.4 * i)
     why, wait = mw.refusal(lane, 100.0)
-    assert "GANZOO_MAX_WAIT_S=0.5" in why and wait == pytest.approx(3 / (9 / 3.6), rel=0.01)
+    assert "GANZOO_MAX_WAIT_S=0.5" in why and wait == pytest.approx(4 / (9 / 3.6), rel=0.01)
     cheap = mw.lane({**scope, "query_string": b"n=1"})  # slow n=64 traffic does not price n=1 requests
     assert cheap is not lane and mw.refusal(cheap, 100.0) is None
     assert mw.lane({**scope, "query_string": b"seed=3&n=64"}) is lane

@@ -56,6 +56,10 @@ def test_concurrent_tiles_share_inference_calls_and_keep_their_bytes(serving_ser
     calls0 = metric(url, "ganzoo_batch_size_count", model="dcgan")
     tiles0 = metric(url, "ganzoo_batch_size_sum", model="dcgan")
     k = 48
+    for s in range(10):  # admission learns what an n=1 request costs before it admits a burst of them
+        assert get(url, "/generate", model="dcgan", n=1, seed=1000 + s, format="npy").status_code == 200
+    calls0 = metric(url, "ganzoo_batch_size_count", model="dcgan")
+    tiles0 = metric(url, "ganzoo_batch_size_sum", model="dcgan")
     with ThreadPoolExecutor(k) as pool:
         together = list(pool.map(lambda s: get(url, "/generate", model="dcgan", n=1, seed=s, format="npy"), range(k)))
     calls = metric(url, "ganzoo_batch_size_count", model="dcgan") - calls0
@@ -231,3 +235,23 @@ def test_readyz_is_not_ready_without_a_model(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_client_mistakes_log_one_line_and_no_traceback(serving_server):
+    """A malformed body or an upload cut off midway is the client's fault: one log line, no traceback."""
+    import socket
+
+    url = serving_server.url
+    before = serving_server.log_text()
+    r = httpx.post(url + "/generate", content=b"{not json", headers={"content-type": "application/json"}, timeout=60)
+    assert r.status_code == 400
+    r = httpx.post(url + "/api/encode", content=b"--b\r\nnope", timeout=60,
+                   headers={"content-type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 400
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:  # promises 100 kB, sends 10 kB, hangs up
+        s.sendall(b"POST /translate?direction=apple2orange HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                  b"Content-Length: 100000\r\n\r\n" + b"\x89PNG" + bytes(10_000))
+    assert get(url, "/generate", model="dcgan", n=1, seed=2).status_code == 200  # served after all three
+    added = serving_server.log_text()[len(before):]
+    assert "Traceback" not in added, added[-3000:]

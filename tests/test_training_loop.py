@@ -41,6 +41,12 @@ def test_a_few_steps_write_checkpoint_samples_and_scalars(tmp_path):
     assert rows[0] == "step,name,value" and any(",loss_d," in r for r in rows) and any(",loss_g," in r for r in rows)
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["steps"] == 4
     assert list((tmp_path / "tb").iterdir()), "tensorboard event file written"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert "samples" in events.Tags()["images"]  # the preview grid, as samples/ holds it
+    assert [e.step for e in events.Images("samples")] == [2, 4]
     # the EMA copy moved away from the initial generator, towards the trained one
     g, ema = state["nets"]["G"], state["ema"]["G"]
     assert any(not torch.equal(g[k], ema[k]) for k in g if g[k].is_floating_point())

@@ -137,6 +137,14 @@ class ScalarLog:
                 if self.tb is not None:
                     self.tb.add_scalar(k, v, step)
 
+    def image(self, step: int, grid: torch.Tensor, nrow: int = 8) -> None:
+        """The preview grid as a TensorBoard image summary ("samples"), as samples/ holds it."""
+        if self.tb is not None:
+            from torchvision.utils import make_grid
+
+            self.tb.add_image("samples", make_grid(grid.detach().clamp(-1, 1).cpu() * 0.5 + 0.5, nrow=nrow,
+                                                   padding=2), step)
+
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
@@ -353,7 +361,9 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
             bar.update(1)
         if rank == 0 and (step % cfg.sample_every == 0 or step == cfg.steps):
             with torch.no_grad():
-                save_grid(variant.preview(averaged(), fixed), out / "samples" / f"step_{step:06d}.png")
+                grid = variant.preview(averaged(), fixed)
+                save_grid(grid, out / "samples" / f"step_{step:06d}.png")
+                scalars.image(step, grid)
         if scorer is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
             if rank == 0:
                 eval_nets = averaged()
