@@ -187,8 +187,8 @@ class Admission:
             await _reply(send, bad[0], bad[1])
             _log_refusal(scope, bad[0], bad[1])
             return
-        if scope.get("method") == "POST" and path in self.typed and _media(scope) == "multipart/form-data":
-            receive, bad = await _checked_multipart(scope, receive, self.max_bytes)
+        if scope.get("method") == "POST" and path in self.typed:
+            receive, bad = await _checked_body(scope, receive, self.max_bytes)
             if bad is not None:
                 await _reply(send, bad[0], bad[1], bad[2])
                 _log_refusal(scope, bad[0], bad[1])
@@ -256,9 +256,9 @@ def _media(scope: Scope) -> str:
     return ctype.split(";")[0].strip().lower()
 
 
-async def _checked_multipart(scope: Scope, receive: Receive, limit: int) -> tuple[Receive, tuple[int, str, Any] | None]:
-    """Parse a typed route's multipart body once here: BentoML answers a malformed one with a
-    500. The (bounded) body is then replayed to the app unchanged."""
+async def _checked_body(scope: Scope, receive: Receive, limit: int) -> tuple[Receive, tuple[int, str, Any] | None]:
+    """Parse a typed route's body once here: BentoML answers a malformed multipart body with a
+    500, and logs a traceback for malformed JSON. The (bounded) body is then replayed unchanged."""
     from starlette.datastructures import Headers
     from starlette.formparsers import MultiPartException, MultiPartParser
 
@@ -279,13 +279,19 @@ async def _checked_multipart(scope: Scope, receive: Receive, limit: int) -> tupl
     async def stream() -> Any:
         yield body
 
-    try:
-        form = await MultiPartParser(Headers(scope=scope), stream(), max_files=8, max_fields=32).parse()
-        await form.close()
-    except MultiPartException as e:
-        return receive, (400, f"malformed multipart body: {clip(e.message)}", None)
-    except (KeyError, ValueError) as e:
-        return receive, (400, f"malformed multipart body: {clip(repr(e))}", None)
+    if _media(scope) == "multipart/form-data":
+        try:
+            form = await MultiPartParser(Headers(scope=scope), stream(), max_files=8, max_fields=32).parse()
+            await form.close()
+        except MultiPartException as e:
+            return receive, (400, f"malformed multipart body: {clip(e.message)}", None)
+        except (KeyError, ValueError) as e:
+            return receive, (400, f"malformed multipart body: {clip(repr(e))}", None)
+    elif body.strip():
+        try:
+            json.loads(body)
+        except ValueError as e:  # UnicodeDecodeError included
+            return receive, (400, f"body is not valid JSON: {clip(e)}", None)
     sent = False
 
     async def replay() -> Message:

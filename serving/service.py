@@ -39,6 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from serving import images, openapi, routelabels, sampling, ui, wire
 from serving.admission import Admission, clip
@@ -50,6 +51,22 @@ from serving.schemas import EncodeResponse, ErrorResponse, FailedModel, Generate
 from serving.supervise import die_with_parent
 
 log = logging.getLogger("bentoml.ganzoo")
+
+
+class _ClientErrorsWithoutTraceback(logging.Filter):
+    """BentoML logs a full traceback for a typed API's request-validation error (a client's
+    mistake, answered 400): keep its one line, drop the traceback. Server faults keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and type(exc).__name__ == "ValidationError":
+            record.msg = f"refused: 400 {record.msg} ({clip(exc, 200)})".replace("\n", " ")
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+logging.getLogger("bentoml._internal.server.http_app").addFilter(_ClientErrorsWithoutTraceback())
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
@@ -279,21 +296,21 @@ class Ganzoo:
         model.check_psi(req.psi)
         labels = np.full(n, req.label) if req.label is not None else sampling.row_labels(n, model.num_classes)
         queued = time.time()
+        size = self.settings.batch  # tiles per job: a request of n <= GANZOO_BATCH tiles is one job
         jobs = [
             {
                 "model": model.name,
-                "feeds": sampling.draw_tile(seed, i, model.random_specs),
-                "label": int(labels[i]),
+                "feeds": sampling.draw_tiles(seed, range(a, min(n, a + size)), model.random_specs),
+                "labels": labels[a : a + size].astype(np.int64),
                 "psi": req.psi,
                 "queued": queued,
             }
-            for i in range(n)
+            for a in range(0, n, size)
         ]
-        size = self.settings.batch
         if self.settings.inference_url:  # a JSON hop (serving/wire.py)
-            jobs = [{**j, "feeds": wire.pack(j["feeds"])} for j in jobs]
-        parts = await asyncio.gather(*(self.inference.to_async.tiles(jobs[a : a + size]) for a in range(0, n, size)))
-        return model, np.stack([wire.unpack(t) for part in parts for t in part]), seed
+            jobs = [{**j, "feeds": wire.pack(j["feeds"]), "labels": wire.pack(j["labels"])} for j in jobs]
+        parts = await self.inference.to_async.tiles(jobs)
+        return model, np.concatenate([wire.unpack(part) for part in parts]), seed
 
     async def _png(self, arr: np.ndarray, headers: dict[str, str]) -> Response:
         body = await run_in_threadpool(images.encode_png, arr, self.settings.png_level)
@@ -378,11 +395,14 @@ class Ganzoo:
     async def _body(self, request: Request) -> bytes:
         limit = self.settings.max_bytes
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ServingError(413, f"body is over the limit of {limit} bytes", {"max_bytes": limit})
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ServingError(413, f"body is over the limit of {limit} bytes", {"max_bytes": limit})
+                chunks.append(chunk)
+        except ClientDisconnect:  # the client hung up mid-upload: nobody to answer, nothing to trace
+            raise ServingError(400, f"client disconnected after {size} bytes of the body") from None
         return b"".join(chunks)
 
     async def _upload(self, request: Request) -> Image.Image:

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 pytestmark = pytest.mark.slow
-SOAK_S, SOAK_CONCURRENCY, RSS_GROWTH_MIB = 30.0, 16, 64
+SOAK_S, SOAK_CONCURRENCY, RSS_GROWTH_MIB = 30.0, 16, 96  # the bound: 96 MiB over the whole process tree
 
 
 def test_a_fuzz_run_of_the_openapi_document_finds_no_server_error(serving_server, tmp_path: Path):
@@ -71,7 +71,7 @@ def test_a_soak_at_concurrency_16_loses_nothing_and_holds_its_memory(serving_ser
         return codes
 
     with ThreadPoolExecutor(SOAK_CONCURRENCY) as pool:  # warm-up: arenas, caches, lazy imports
-        list(pool.map(lambda k: worker(k, 3.0), range(SOAK_CONCURRENCY)))
+        list(pool.map(lambda k: worker(k, 8.0), range(SOAK_CONCURRENCY)))
     before = _tree_rss(pid)
     with ThreadPoolExecutor(SOAK_CONCURRENCY) as pool:
         results = list(pool.map(lambda k: worker(k, SOAK_S), range(SOAK_CONCURRENCY)))
