@@ -51,6 +51,7 @@ class Settings:
     max_bytes: int = 64 * 1024 * 1024  # GANZOO_MAX_BYTES: largest accepted request body
     max_work_pixels: int = MAX_WORK_PIXELS  # GANZOO_MAX_WORK_PIXELS: largest image a graph runs on
     max_output_pixels: int = MAX_OUTPUT_PIXELS  # GANZOO_MAX_OUTPUT_PIXELS: largest response image
+    translate_size: int = 256  # GANZOO_TRANSLATE_SIZE: default working shorter side of /translate (up to)
     ort_threads: int = 0  # GANZOO_ORT_THREADS: intra-op threads per session, 0 = ORT default
     batch: int = 64  # GANZOO_BATCH: tiles per ONNX Runtime call (also BentoML's max batch size)
     max_latency_ms: int = 10000  # GANZOO_MAX_LATENCY_MS: BentoML adaptive batching sheds tiles it cannot start by then
@@ -83,6 +84,7 @@ class Settings:
             max_bytes=_int(env, "GANZOO_MAX_BYTES", cls.max_bytes, 1),
             max_work_pixels=_int(env, "GANZOO_MAX_WORK_PIXELS", cls.max_work_pixels, 1),
             max_output_pixels=_int(env, "GANZOO_MAX_OUTPUT_PIXELS", cls.max_output_pixels, 1),
+            translate_size=_int(env, "GANZOO_TRANSLATE_SIZE", cls.translate_size, 4),
             ort_threads=_int(env, "GANZOO_ORT_THREADS", cls.ort_threads, 0),
             batch=_int(env, "GANZOO_BATCH", cls.batch, 2),
             max_latency_ms=_int(env, "GANZOO_MAX_LATENCY_MS", cls.max_latency_ms, 1),

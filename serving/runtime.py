@@ -45,6 +45,7 @@ MAX_WORK_SIDE = 4096  # longer side of the working image of /translate
 # defaults of GANZOO_MAX_WORK_PIXELS / GANZOO_MAX_OUTPUT_PIXELS (serving/config.py)
 MAX_WORK_PIXELS = 2048 * 2048  # pixels a translate graph runs on (measured: ~0.4 GB peak, ~4 s per million)
 MAX_OUTPUT_PIXELS = 16_000_000  # pixels of one response image (the default largest input of /translate)
+TRANSLATE_SIZE = 256  # default working shorter side of /translate: the input's own, up to this (docs/SERVING.md)
 
 
 def too_large(what: str, pixels: int, limit: int, setting: str, hint: str = "") -> ServingError:
@@ -266,6 +267,7 @@ class GanModel:
         self.chunk = 64  # items per ONNX Runtime call (GANZOO_BATCH)
         self.max_work_pixels = MAX_WORK_PIXELS  # GANZOO_MAX_WORK_PIXELS
         self.max_output_pixels = MAX_OUTPUT_PIXELS  # GANZOO_MAX_OUTPUT_PIXELS
+        self.translate_size = TRANSLATE_SIZE  # GANZOO_TRANSLATE_SIZE
         self.card = card
         self.graphs = graphs
         self.task = str(card.get("task") or "")
@@ -704,8 +706,10 @@ class GanModel:
         role = self.resolve_direction(direction)
         graph = self.graphs[role]
         self.check_size(size)
-        size = size or self.image_size or min(img.size)
         w, h = img.size
+        # default: the input's own resolution up to translate_size on the shorter side, never below
+        # the model's image size (64 px, the training size, comes out a blur: docs/SERVING.md)
+        size = size or max(self.image_size, min(min(w, h), self.translate_size))
         if w * h > self.max_output_pixels:
             raise too_large(f"output would be {w}x{h}", w * h, self.max_output_pixels, "GANZOO_MAX_OUTPUT_PIXELS")
         ww, wh = images.working_size(w, h, size)
@@ -755,6 +759,7 @@ def model_signature(model: GanModel) -> dict[str, Any]:
         "chunk": model.chunk,
         "max_work_pixels": model.max_work_pixels,
         "max_output_pixels": model.max_output_pixels,
+        "translate_size": model.translate_size,
     }
 
 
@@ -766,6 +771,7 @@ def remote_model(name: str, signature: dict[str, Any], runner: Callable[[str], R
     model.chunk = int(signature.get("chunk", model.chunk))
     model.max_work_pixels = int(signature.get("max_work_pixels", model.max_work_pixels))
     model.max_output_pixels = int(signature.get("max_output_pixels", model.max_output_pixels))
+    model.translate_size = int(signature.get("translate_size", model.translate_size))
     return model
 
 

@@ -586,7 +586,8 @@ class Ganzoo:
         request: Request,
         model: str | None = Query(None, max_length=200, description="Model; optional, picked by direction"),
         direction: str | None = Query(None, max_length=200, description="e.g. apple2orange (GET /models)"),
-        size: int | None = Query(None, description="Working resolution of the shorter side (default image_size)"),
+        size: int | None = Query(None, description="Working resolution of the shorter side (default: the input's, "
+                                 "up to GANZOO_TRANSLATE_SIZE=256, at least the model's image size)"),
     ) -> Response:
         await self._ensure()
         m = self._translator(model, direction)

@@ -120,6 +120,7 @@ def load_served(
         model.chunk = chunk
         model.max_work_pixels = settings.max_work_pixels
         model.max_output_pixels = settings.max_output_pixels
+        model.translate_size = settings.translate_size
         served[name] = model
         log.info(
             "model %s:%s serves %s on %s in %s (roles: %s)",

@@ -384,3 +384,22 @@ def serving_server(
     }
     with bentoml_server(home, env) as (url, log):
         yield ServingServer(url, home, log, serving_artifacts, tags, snapshot)
+
+
+def wait_until_answers(url: str, path: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    """Poll ``url + path`` until it answers 200; fail showing the log if ``proc`` exits or time runs out."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+        try:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+        try:  # wait a little, but wake at once if the server dies
+            proc.wait(timeout=0.25)
+        except subprocess.TimeoutExpired:
+            pass

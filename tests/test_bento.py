@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import REPO, _free_port, bentoml_server
+from conftest import REPO, _free_port, bentoml_server, wait_until_answers
 
 from serving.import_models import PRETRAINED, import_artifact
 
@@ -69,7 +69,7 @@ def test_the_built_bento_serves_the_same_bytes_as_the_source_tree(home: Path, tm
                                 start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, proc, log)
+        wait_until_answers(url, "/readyz", proc, log)
         from_bento = httpx.get(f"{url}/generate", params=QUERY, timeout=60)
         spec = httpx.get(f"{url}/docs.json", timeout=60).json()
     finally:
@@ -92,7 +92,7 @@ def test_the_http_service_uses_an_inference_service_started_on_its_own(home: Pat
                                 start_new_session=True)
     try:
         inference = f"http://127.0.0.1:{port}"
-        _wait_ready(inference, proc, log)
+        wait_until_answers(inference, "/readyz", proc, log)
         with bentoml_server(home, {"GANZOO_INFERENCE_URL": inference}) as (url, server_log):
             remote = httpx.get(f"{url}/generate", params=QUERY, timeout=60)
             text = server_log.read_text()
@@ -105,21 +105,3 @@ def test_the_http_service_uses_an_inference_service_started_on_its_own(home: Pat
     assert remote.status_code == 200 and remote.content == local.content
     assert "ganzoo-inference" not in text  # no local inference service was started
     assert 'ganzoo_images_generated_total{model="dcgan"}' in made  # the tiles were made by the one started alone
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
-    import time
-
-    deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()[-3000:]
-        try:
-            proc.wait(timeout=0.25)
-        except subprocess.TimeoutExpired:
-            pass

@@ -13,13 +13,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
 import pytest
-from conftest import REPO, _free_port, bentoml_server
+from conftest import REPO, _free_port, bentoml_server, wait_until_answers
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -217,19 +216,7 @@ def test_readyz_is_not_ready_without_a_model(tmp_path):
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/livez", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            try:
-                proc.wait(timeout=0.25)
-            except subprocess.TimeoutExpired:
-                pass
+        wait_until_answers(f"http://127.0.0.1:{port}", "/livez", proc, log)
         assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 503
         assert re.search(r"no ganzoo model to serve", log.read_text())
     finally:

@@ -136,7 +136,7 @@ def test_working_pixels_are_capped_with_the_setting_named(cyclegan: GanModel):
         assert cyclegan.translate(img, "apple2orange", hint).size == (400, 200)  # the hinted size fits
         with pytest.raises(ServingError, match="GANZOO_MAX_WORK_PIXELS"):
             cyclegan.translate(img, "apple2orange", hint + 1)
-        with pytest.raises(ServingError, match="working image would be 128x64 = 8192"):  # default size 64
+        with pytest.raises(ServingError, match="working image would be 512x256 = 131072"):  # default: up to 256
             cyclegan.translate(Image.new("RGB", (4000, 2000)), "apple2orange")
     finally:
         cyclegan.max_work_pixels = Settings.max_work_pixels
@@ -177,3 +177,23 @@ def test_sessions_run_without_the_cpu_memory_arena(cyclegan: GanModel):
     """The arena keeps a big request's peak for the process's life; it is off on every session."""
     for graph in cyclegan.graphs.values():
         assert graph.session.get_session_options().enable_cpu_mem_arena is False
+
+
+def test_translate_defaults_to_the_inputs_resolution_up_to_the_cap(tmp_path):
+    """No size=: the input's shorter side up to GANZOO_TRANSLATE_SIZE, never below the model's size."""
+    import json
+
+    from conftest import write_artifact
+    from PIL import Image as PILImage
+
+    from serving.runtime import load_model
+
+    art = write_artifact(tmp_path / "cyclegan", "cyclegan")
+    model = load_model("cyclegan", "v", art, json.loads((art / "card.json").read_text()), ["CPUExecutionProvider"], 1)
+    rng = np.random.default_rng(0)
+    photo = PILImage.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    default = np.asarray(model.translate(photo, "a2b"))
+    assert np.array_equal(default, np.asarray(model.translate(photo, "a2b", 30)))  # its own 30 px
+    assert not np.array_equal(default, np.asarray(model.translate(photo, "a2b", 8)))  # not the model's 8 px
+    model.translate_size = 16
+    assert np.array_equal(np.asarray(model.translate(photo, "a2b")), np.asarray(model.translate(photo, "a2b", 16)))
