@@ -14,6 +14,7 @@ from importlib import metadata
 from typing import Any
 
 DESCRIPTION = (
+    "**Gallery: [/ui](/ui)** (pictures, in a browser). "
     "Sample, interpolate, style-mix, reconstruct and translate with exported GANs (ONNX Runtime). "
     "GET routes and raw-body POST routes are for curl and browsers; the POST APIs of the same names "
     "(and /api/encode, /api/reconstruct, /api/translate, multipart) are for bentoml.SyncHTTPClient. "

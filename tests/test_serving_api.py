@@ -141,6 +141,7 @@ def test_openapi_lists_every_route_once_with_both_methods_and_our_title(serving_
     spec = get(serving_server, "/docs.json").json()
     assert spec["info"]["title"] == "ganzoo" and spec["info"]["version"] not in ("None", "")
     assert "BentoML" not in json.dumps(spec["info"])
+    assert "[/ui](/ui)" in spec["info"]["description"]  # the page at / links the gallery
     paths = spec["paths"]
     for path in ("/generate", "/interpolate", "/mix", "/models"):  # curl GET + typed BentoML POST
         assert {"get", "post"} <= set(paths[path]), path

@@ -31,3 +31,18 @@ def test_export_prints_sizes_parity_and_destination(tmp_path, capsys):
     assert f"not stored (--no-store): python -m serving.import_models {art}" in out
     assert f"measure it: python -m training eval onnx {art} --data-root" in out
     assert "python -m training eval onnx <this folder>" in (art / "card.md").read_text()
+
+
+def test_export_shows_a_progress_bar_through_its_steps(tmp_path, capsys):
+    """Export takes seconds per graph: on request (a terminal, by default) it shows where it is."""
+    from training.config import TrainConfig
+    from training.export import export_run
+    from training.loop import train
+
+    run = tmp_path / "run"
+    train(TrainConfig(variant="dcgan", data="digits", steps=1, batch_size=8, image_size=16, out=str(run), threads=1,
+                      model={"width": 8}, ckpt_every=1, sample_every=1, log_every=1), progress=False)
+    capsys.readouterr()
+    export_run(run, "bar", tmp_path / "bar", which="latest", store=False, fp16=False, progress=True)
+    err = capsys.readouterr().err
+    assert "export bar" in err and "/2 " in err and "serving contract" in err  # one graph + the serving check

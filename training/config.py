@@ -25,6 +25,8 @@ class TrainConfig(BaseModel):
     variant: str = Field(description="registered variant name (python -m zoo list)")
     data: str = Field("mnist", description="dataset: mnist, fashion_mnist, cifar10, olivetti, digits, folder, unpaired")
     data_root: str | None = Field(None, description="dataset folder, e.g. ../shared/data/mnist (digits needs none)")
+    download: bool = Field(False, description="fetch mnist, fashion_mnist or cifar10 into --data-root with "
+                           "torchvision's downloaders when missing (needs the internet)")
     out: str = Field("runs/default", description="run folder: checkpoints, samples, logs, resolved config")
     steps: int = Field(3000, ge=1, description="generator steps to train for")
     batch_size: int = Field(64, ge=1, description="images per process per step")

@@ -250,6 +250,31 @@ def default_channels(name: str) -> int:
     return 1 if name in ("mnist", "fashion_mnist", "olivetti", "digits") else 3
 
 
+DOWNLOADABLE = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+
+
+def download_dataset(name: str, root: str | Path) -> Path:
+    """Fetch ``name`` into ``root`` with torchvision's own downloader (``--download``), for users
+    who are online; files already there in torchvision's layout are kept and nothing is fetched.
+    The loaders above read that layout (``MNIST/raw/``, ``cifar-10-batches-py``)."""
+    name = name.replace("-", "_").lower()
+    if name == "fashion":
+        name = "fashion_mnist"
+    if name not in DOWNLOADABLE:
+        raise DataError(f"--download knows {', '.join(DOWNLOADABLE)}; {name!r} must be given as files")
+    import torchvision
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    cls = getattr(torchvision.datasets, DOWNLOADABLE[name])
+    try:
+        for train in (True, False):
+            cls(str(root), train=train, download=True)
+    except Exception as e:  # URLError, checksum errors, ...
+        raise DataError(f"cannot download {name} into {root}: {e}") from e
+    return root
+
+
 def load_dataset(
     name: str,
     root: str | Path | None,

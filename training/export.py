@@ -139,6 +139,7 @@ def export_run(
     metrics: dict[str, Any] | None = None,
     tolerance: float = TOLERANCE,
     fp16: bool = True,
+    progress: bool | None = None,
 ) -> Path:
     """Export ``run`` as artifact ``name`` into ``out`` (default ``<run>/export/<name>``), with
     an fp16 copy of each graph for GPUs unless ``fp16`` is false (training/fp16.py)."""
@@ -154,7 +155,8 @@ def export_run(
         "train_command": "\n".join(state.get("commands") or [state.get("command") or _train_command(cfg)]),
         "wall_time_s": round(float(state.get("wall_time_s", 0.0)), 1),
     }
-    return export_variant(variant, nets, name, dest, run_card, store=store, tolerance=tolerance, fp16=fp16)
+    return export_variant(variant, nets, name, dest, run_card, store=store, tolerance=tolerance, fp16=fp16,
+                          progress=progress)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -164,6 +166,16 @@ def _first_line(exc: BaseException) -> str:
 
 def _shapes(inputs: dict[str, torch.Tensor]) -> str:
     return ", ".join(f"{k} {list(v.shape)}" for k, v in inputs.items())
+
+
+def _progress(total: int, desc: str, enabled: bool | None) -> Any:
+    """A tqdm bar on a terminal (export takes seconds per graph); a silent stand-in elsewhere."""
+    import sys
+
+    from tqdm import tqdm
+
+    show = sys.stderr.isatty() if enabled is None else enabled
+    return tqdm(total=total, desc=desc, unit="step", disable=not show, leave=False)
 
 
 def export_variant(
@@ -176,6 +188,7 @@ def export_variant(
     store: bool = True,
     tolerance: float = TOLERANCE,
     fp16: bool = True,
+    progress: bool | None = None,
 ) -> Path:
     """Write ``variant``'s graphs as artifact ``name`` at ``dest`` and check them with the serving
     runtime's own contract (serving/contract.py) before anything is stored.
@@ -226,8 +239,11 @@ def export_variant(
     }
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    steps = len(graphs) + 1 + int(fp16)  # each graph, the serving check, the fp16 copies
+    bar = _progress(steps, f"export {name}", progress)
     try:
         for g in graphs:
+            bar.set_postfix_str(f"{g.role}: ONNX + parity")
             meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in card.items() if k != "graphs"}
             meta.update(g.metadata)
             meta["role"] = g.role
@@ -254,21 +270,27 @@ def export_variant(
                 "parity_max_abs_diff": diff,
                 "bytes": path.stat().st_size,
             }
+            bar.update(1)
         (work / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+        bar.set_postfix_str("serving contract")
         try:
             validate_artifact(work, card)
         except LoadError as e:
             raise ExportError(f"{variant.name}: the export would not be servable: {e}") from None
+        bar.update(1)
         if fp16:
             from training.fp16 import add_fp16
 
+            bar.set_postfix_str("fp16 copies")
             add_fp16(work)
             card = json.loads((work / "card.json").read_text())
+            bar.update(1)
         (work / "card.md").write_text(render_card(card))
         if dest.exists():
             shutil.rmtree(dest)
         work.rename(dest)
     finally:
+        bar.close()
         if work.exists():
             shutil.rmtree(work)
     if store:

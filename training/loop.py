@@ -21,7 +21,7 @@ import torch
 
 from training import distributed
 from training.config import TrainConfig, save_config
-from training.data import BatchSampler, ImageData, UnpairedData, load_dataset
+from training.data import BatchSampler, ImageData, UnpairedData, download_dataset, load_dataset
 from training.device import DeviceError, resolve_device, resolve_precision, to_device
 from training.ema import EMA, recalibrate_batchnorm
 from training.image_pool import ImagePool
@@ -213,7 +213,9 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     # data, variant and networks: init is seeded alike on every rank, noise differs per rank
     variant_cls = registry.get_variant(cfg.variant)
     image_size = cfg.image_size or int(cfg.model.get("image_size", variant_cls.Config().image_size))
-    data = load_dataset(cfg.data, cfg.data_root, "train", image_size=image_size)
+    if cfg.download and rank == 0:
+        download_dataset(cfg.data, cfg.data_root or "data")
+    data = load_dataset(cfg.data, cfg.data_root or ("data" if cfg.download else None), "train", image_size=image_size)
     info = data_info(data)
     variant = make_variant(cfg, info)
     torch.manual_seed(cfg.seed)
