@@ -22,18 +22,12 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from conftest import REPO, _free_port, wait_until_answers
 from PIL import Image
 
 from serving.import_models import PRETRAINED, import_artifact
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_env(home: Path, **extra: str) -> dict[str, str]:
@@ -54,20 +48,8 @@ def started(cmd: list[str], env: dict[str, str], port: int, log: Path) -> Iterat
     """``cmd`` started in its own session, yielded once ``/readyz`` on ``port`` answers 200."""
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not ready within 120 s:\n{log.read_text()[-4000:]}")
-            with contextlib.suppress(subprocess.TimeoutExpired):  # wake at once if the server dies
-                proc.wait(timeout=0.25)
+        wait_until_answers(f"http://127.0.0.1:{port}", "/readyz", proc, log)
         yield proc
     finally:
         with contextlib.suppress(ProcessLookupError):  # the whole session, workers included
