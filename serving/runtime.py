@@ -152,7 +152,7 @@ Runner = Callable[[str, dict[str, np.ndarray]], np.ndarray]  # (role, feeds) -> 
 class Graph:
     """One ONNX graph (a role) and its input/output signature.
 
-    It runs in this process, or, once ``detach``-ed, wherever its runner sends it: the
+    It runs in this process, or, built by ``Graph.remote``, wherever its runner sends it: the
     HTTP-facing service keeps the signatures for validation and runs the graphs in the
     inference service (serving/engine.py).
     """

@@ -313,6 +313,20 @@ def _ghost_model(home: Path) -> str:
     return str(m.tag)
 
 
+def server_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a test server over the store in ``home`` (a BENTOML_HOME)."""
+    return {
+        **os.environ,
+        "BENTOML_HOME": str(home),
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / "cache"),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "PYTHONPATH": str(REPO),
+        "GANZOO_ORT_THREADS": "1",
+        **extra,
+    }
+
+
 @contextlib.contextmanager
 def bentoml_server(home: Path, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, Path]]:
     """A real ``bentoml serve serving.service:Ganzoo`` on 127.0.0.1 over the store in ``home``.
@@ -323,17 +337,7 @@ def bentoml_server(home: Path, extra_env: dict[str, str] | None = None) -> Itera
 
     port = _free_port()
     log = home / "server.log"
-    env = {
-        **os.environ,
-        "BENTOML_HOME": str(home),
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(home / "cache"),
-        "BENTOML_DO_NOT_TRACK": "True",
-        "PYTHONPATH": str(REPO),
-        "GANZOO_ORT_THREADS": "1",
-        "GANZOO_DEVICE": "auto",
-        **(extra_env or {}),
-    }
+    env = server_env(home, GANZOO_DEVICE="auto", **(extra_env or {}))
     cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:Ganzoo", "--port", str(port),
            "--host", "127.0.0.1"]
     with log.open("wb") as out:

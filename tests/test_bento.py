@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import REPO, _free_port, bentoml_server, wait_until_answers
+from conftest import REPO, _free_port, bentoml_server, server_env, wait_until_answers
 
 from serving.import_models import PRETRAINED, import_artifact
 
@@ -34,11 +34,6 @@ def home(tmp_path_factory) -> Path:
     return home
 
 
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "BENTOML_HOME": str(home), "HOME": str(home), "BENTOML_DO_NOT_TRACK": "True",
-            "PYTHONPATH": str(REPO), "GANZOO_ORT_THREADS": "1", **extra}
-
-
 def test_the_bentofiles_install_from_the_locks_in_the_repo():
     for name, runtime in (("bentofile.yaml", "onnxruntime=="), ("bentofile.gpu.yaml", "onnxruntime-gpu==")):
         python = yaml.safe_load((REPO / name).read_text())["python"]
@@ -51,7 +46,7 @@ def test_the_bentofiles_install_from_the_locks_in_the_repo():
 
 def test_the_built_bento_serves_the_same_bytes_as_the_source_tree(home: Path, tmp_path: Path):
     build = subprocess.run([sys.executable, "-m", "bentoml", "build", "--output", "tag"], cwd=REPO,
-                           env=_env(home), capture_output=True, text=True, timeout=300)
+                           env=server_env(home), capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
     tag = build.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
     assert re.fullmatch(r"ganzoo:\w+", tag), build.stdout[-500:]
@@ -65,7 +60,7 @@ def test_the_built_bento_serves_the_same_bytes_as_the_source_tree(home: Path, tm
     log = tmp_path / "bento.log"
     cmd = [sys.executable, "-m", "bentoml", "serve", tag, "--port", str(port), "--host", "127.0.0.1"]
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(home), stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=server_env(home), stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -88,7 +83,7 @@ def test_the_http_service_uses_an_inference_service_started_on_its_own(home: Pat
     cmd = [sys.executable, "-m", "bentoml", "serve", "serving.engine:Inference", "--port", str(port),
            "--host", "127.0.0.1"]
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=_env(home), stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=REPO, env=server_env(home), stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
         inference = f"http://127.0.0.1:{port}"

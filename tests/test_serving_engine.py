@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-from conftest import REPO, _free_port, bentoml_server, wait_until_answers
+from conftest import REPO, _free_port, bentoml_server, server_env, wait_until_answers
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -208,8 +208,7 @@ def test_every_body_is_bounded_post_generate_included(limited):
 def test_readyz_is_not_ready_without_a_model(tmp_path):
     """An empty store: the process lives, but is not ready (a load balancer must not send traffic)."""
     port = _free_port()
-    env = {**os.environ, "BENTOML_HOME": str(tmp_path), "HOME": str(tmp_path), "BENTOML_DO_NOT_TRACK": "True",
-           "PYTHONPATH": str(REPO)}
+    env = server_env(tmp_path)
     cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:Ganzoo", "--port", str(port), "--host",
            "127.0.0.1"]
     log = tmp_path / "server.log"

@@ -22,25 +22,12 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import REPO, _free_port, wait_until_answers
+from conftest import REPO, _free_port, server_env, wait_until_answers
 from PIL import Image
 
 from serving.import_models import PRETRAINED, import_artifact
 
 pytestmark = pytest.mark.slow
-
-
-def server_env(home: Path, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "BENTOML_HOME": str(home),
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(home / "cache"),
-        "BENTOML_DO_NOT_TRACK": "True",
-        "PYTHONPATH": str(REPO),
-        "GANZOO_ORT_THREADS": "1",
-        **extra,
-    }
 
 
 @contextlib.contextmanager
