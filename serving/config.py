@@ -53,11 +53,13 @@ class Settings:
     max_output_pixels: int = MAX_OUTPUT_PIXELS  # GANZOO_MAX_OUTPUT_PIXELS: largest response image
     translate_size: int = 256  # GANZOO_TRANSLATE_SIZE: default working shorter side of /translate (up to)
     ort_threads: int = 0  # GANZOO_ORT_THREADS: intra-op threads per session, 0 = ORT default
+    ort_spin: bool = False  # GANZOO_ORT_SPIN: ORT's intra-op threads busy-wait between ops (docs/PERFORMANCE.md)
     batch: int = 64  # GANZOO_BATCH: tiles per ONNX Runtime call (also BentoML's max batch size)
     max_latency_ms: int = 10000  # GANZOO_MAX_LATENCY_MS: BentoML adaptive batching sheds tiles it cannot start by then
     inference_workers: int = 1  # GANZOO_INFERENCE_WORKERS: processes of the inference service
     inference_threads: int = 1  # GANZOO_INFERENCE_THREADS: concurrent ONNX Runtime calls per inference worker
     http_workers: int = 1  # GANZOO_HTTP_WORKERS: processes of the HTTP-facing service
+    coalesce: int = 2  # GANZOO_COALESCE: inference calls in flight per HTTP worker (0 = one per request)
     max_inflight: int = 64  # GANZOO_MAX_INFLIGHT: requests in progress before new ones get 503
     max_wait_s: float = 2.0  # GANZOO_MAX_WAIT_S: estimated queue wait before new requests get 503
     timeout_s: float = 30.0  # GANZOO_TIMEOUT_S: a request not answered by then gets 503
@@ -86,11 +88,13 @@ class Settings:
             max_output_pixels=_int(env, "GANZOO_MAX_OUTPUT_PIXELS", cls.max_output_pixels, 1),
             translate_size=_int(env, "GANZOO_TRANSLATE_SIZE", cls.translate_size, 4),
             ort_threads=_int(env, "GANZOO_ORT_THREADS", cls.ort_threads, 0),
+            ort_spin=_int(env, "GANZOO_ORT_SPIN", 0, 0, 1) == 1,
             batch=_int(env, "GANZOO_BATCH", cls.batch, 2),
             max_latency_ms=_int(env, "GANZOO_MAX_LATENCY_MS", cls.max_latency_ms, 1),
             inference_workers=_int(env, "GANZOO_INFERENCE_WORKERS", cls.inference_workers, 1),
             inference_threads=_int(env, "GANZOO_INFERENCE_THREADS", cls.inference_threads, 1),
             http_workers=_int(env, "GANZOO_HTTP_WORKERS", cls.http_workers, 1),
+            coalesce=_int(env, "GANZOO_COALESCE", cls.coalesce, 0),
             max_inflight=_int(env, "GANZOO_MAX_INFLIGHT", cls.max_inflight, 1),
             max_wait_s=_float(env, "GANZOO_MAX_WAIT_S", cls.max_wait_s, 0.0),
             timeout_s=_float(env, "GANZOO_TIMEOUT_S", cls.timeout_s, 0.1),

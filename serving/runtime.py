@@ -777,11 +777,16 @@ def remote_model(name: str, signature: dict[str, Any], runner: Callable[[str], R
 
 def load_model(
     name: str, version: str, path: Path, card: dict[str, Any], providers: list[str], threads: int = 0,
-    precision: str = "fp32",
+    precision: str = "fp32", spin: bool | None = None,
 ) -> GanModel:
     """Open one session per known role listed in ``card["graphs"]`` (or per ``*.onnx`` file),
     from its fp16 copy where ``precision`` is fp16 and the card lists one. Each file is first
-    checked against the sha256 and size its card records (``verify_graph``)."""
+    checked against the sha256 and size its card records (``verify_graph``).
+
+    ``spin=False`` stops ORT's intra-op threads from busy-waiting between ops (None: ORT's
+    default, on). A server shares its cores with its own HTTP side, so the spinning threads
+    take the CPU that encoding and I/O need: measured, it doubled the inference process's CPU
+    time per request (docs/PERFORMANCE.md)."""
     files = graph_files(path, card, precision)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -790,6 +795,8 @@ def load_model(
     opts.enable_cpu_mem_arena = False
     if threads:
         opts.intra_op_num_threads = threads
+    if spin is not None:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     graphs: dict[str, Graph] = {}
     served = contract.check_roles(files, card.get("unserved_roles") or ())
     for role, fpath in files.items():

@@ -43,6 +43,7 @@ from starlette.requests import ClientDisconnect
 
 from serving import images, openapi, routelabels, sampling, ui, wire
 from serving.admission import Admission, clip
+from serving.coalesce import Coalescer
 from serving.engine import SETTINGS, Inference
 from serving.errors import ServingError, invalid
 from serving.runtime import GanModel, remote_model
@@ -224,6 +225,7 @@ class Ganzoo:
         self.failed: dict[str, str] = {}
         self._learned = False
         self._learning = asyncio.Lock()
+        self._coalescer: Coalescer | None = None  # made on the event loop, at the first request
 
     async def _ensure(self) -> None:
         """Learn the models from the inference service on first use (a readiness probe, or the
@@ -309,8 +311,17 @@ class Ganzoo:
         ]
         if self.settings.inference_url:  # a JSON hop (serving/wire.py)
             jobs = [{**j, "feeds": wire.pack(j["feeds"]), "labels": wire.pack(j["labels"])} for j in jobs]
-        parts = await self.inference.to_async.tiles(jobs)
+        parts = await self._call_tiles(jobs, [min(size, n - a) for a in range(0, n, size)])
         return model, np.concatenate([wire.unpack(part) for part in parts]), seed
+
+    async def _call_tiles(self, jobs: list[dict[str, Any]], sizes: list[int]) -> list[Any]:
+        """The inference service's batchable ``tiles``; with GANZOO_COALESCE (default), the
+        jobs of concurrent requests share calls (serving/coalesce.py says why)."""
+        if not self.settings.coalesce:
+            return await self.inference.to_async.tiles(jobs)
+        if self._coalescer is None:
+            self._coalescer = Coalescer(self.inference.to_async.tiles, self.settings.batch, self.settings.coalesce)
+        return await self._coalescer.submit(jobs, sizes)
 
     async def _png(self, arr: np.ndarray, headers: dict[str, str]) -> Response:
         body = await run_in_threadpool(images.encode_png, arr, self.settings.png_level)

@@ -112,7 +112,7 @@ def load_served(
         try:
             card = read_card(stored)  # type: ignore[arg-type]
             model = load_model(name, stored.tag.version, Path(stored.path), card, providers, threads,  # type: ignore[attr-defined]
-                               precision)
+                               precision, spin=settings.ort_spin)
         except Exception as e:  # a broken model must never stop the others from being served
             failed[name] = str(e)
             log.error("model %s:%s failed to load and is not served: %s", name, stored.tag.version, e)
