@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -111,6 +112,30 @@ async def load(url: str, model: str, n: int, concurrency: int, fmt: str, seconds
     return summary(lat, n, wall, codes)
 
 
+def worker_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of the HTTP and the inference worker processes."""
+    import psutil
+
+    out = {"http": 0.0, "inference": 0.0}
+    for p in psutil.Process(pid).children(recursive=True):
+        cmd = " ".join(p.cmdline())
+        if "worker.service" in cmd:
+            out["inference" if "ganzoo-inference" in cmd else "http"] += sum(p.cpu_times()[:2])
+    return out
+
+
+def loaded(url: str, pid: int, model: str, n: int, concurrency: int, fmt: str, seconds: float,
+           polite: bool = False) -> dict[str, Any]:
+    """``load`` plus the CPU milliseconds each side spent per answered request."""
+    before, mine = worker_cpu(pid), os.times()
+    r = asyncio.run(load(url, model, n, concurrency, fmt, seconds, polite))
+    after, mine2 = worker_cpu(pid), os.times()
+    k = max(1, sum(r["codes"].values()))
+    r["cpu_ms"] = {side: 1000 * (after[side] - before[side]) / k for side in after}
+    r["cpu_ms"]["client"] = 1000 * (mine2.user + mine2.system - mine.user - mine.system) / k
+    return r
+
+
 def rss_mib(pid: int) -> float:
     import psutil
 
@@ -181,17 +206,20 @@ def main() -> int:
             served: dict[tuple[str, int, int], dict[str, float]] = {}
             for fmt in ("npy", "png"):
                 for n, c in ((1, 1), (1, 8), (1, 32), (64, 1), (64, 8)):
-                    served[(fmt, n, c)] = asyncio.run(load(url, model, n, c, fmt, args.seconds))
+                    served[(fmt, n, c)] = loaded(url, proc.pid, model, n, c, fmt, args.seconds)
                     rows.append((f"served {fmt}, n={n}, concurrency {c}", served[(fmt, n, c)]))
-            over = asyncio.run(load(url, model, 64, 128, "npy", args.seconds * 3, polite=True))
+            over = loaded(url, proc.pid, model, 64, 128, "npy", args.seconds * 3, polite=True)
             rows.append(("served npy, n=64, concurrency 128 (overload; clients honour Retry-After)", over))
             lines += [f"### `{model}`" + (" (reference: textbook 64x64 RGB DCGAN, 100-d z, 512-256-128-64)"
                                             if model == "dcgan64" else " (shipped, 28x28 grey)"), "",
-                      "| path | images/s | p50 ms | p99 ms | max ms | answers |", "|---|---|---|---|---|---|"]
+                      "| path | images/s | p50 ms | p99 ms | max ms | answers | CPU ms per request: HTTP / inference "
+                      "/ client |", "|---|---|---|---|---|---|---|"]
             for name, r in rows:
                 codes = ", ".join(f"{k}: {v}" for k, v in sorted(r["codes"].items()))
+                cpu = " / ".join(f"{r['cpu_ms'][k]:.1f}" for k in ("http", "inference", "client")) if "cpu_ms" in r \
+                    else ""
                 lines.append(f"| {name} | {r['img_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-                             f"{r['max_ms']:.0f} | {codes} |")
+                             f"{r['max_ms']:.0f} | {codes} | {cpu} |")
             goals = [
                 ("n=1 c=32 npy >= 0.5x in-process batch 32", served[("npy", 1, 32)]["img_s"] / ip[32]["img_s"], 0.5),
                 ("n=64 c=8 npy >= 0.9x in-process batch 64", served[("npy", 64, 8)]["img_s"] / ip[64]["img_s"], 0.9),
@@ -219,7 +247,8 @@ def main() -> int:
             f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores; the load generator shares "
             f"them). Settings: GANZOO_BATCH={cfg.batch}, GANZOO_MAX_LATENCY_MS={cfg.max_latency_ms}, "
             f"one worker per service, GANZOO_MAX_INFLIGHT={cfg.max_inflight}, GANZOO_MAX_WAIT_S={cfg.max_wait_s:g}, "
-            f"GANZOO_PNG_LEVEL={cfg.png_level}. Each served row runs {args.seconds:g} s of closed-loop load.\n")
+            f"GANZOO_PNG_LEVEL={cfg.png_level}, GANZOO_COALESCE={cfg.coalesce}, "
+            f"GANZOO_ORT_SPIN={int(cfg.ort_spin)}. Each served row runs {args.seconds:g} s of closed-loop load.\n")
     text = "\n".join([BEGIN, head, *lines, END])
     print(text)
     if args.out:
