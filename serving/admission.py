@@ -39,6 +39,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # probes, metrics and docs are never refused: an overloaded server must still say so
 EXEMPT = frozenset({"/readyz", "/livez", "/healthz", "/metrics", "/docs.json", "/", "/ui"})
 COLD_INFLIGHT = 8  # requests of a kind admitted at once before its service rate is known
+# A request is admitted while its expected wait is under this share of GANZOO_MAX_WAIT_S: the
+# estimate lags a falling service rate and is a mean, so the rest is the margin that keeps the
+# worst admitted wait under the limit (benchmarks/bench_serving.py's concurrency-128 row)
+ADMIT_SHARE = 0.75
 SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
 
 
@@ -153,8 +157,9 @@ class Admission:
             return None
         if lane.inflight > 0:
             wait = (lane.inflight + 1) / rate  # the ones ahead, and this one
-            if wait > self.max_wait_s:
-                return f"expected wait {wait:.1f} s is over GANZOO_MAX_WAIT_S={self.max_wait_s:g}", wait
+            if wait > self.max_wait_s * ADMIT_SHARE:
+                return (f"expected wait {wait:.1f} s is over {ADMIT_SHARE:.0%} of GANZOO_MAX_WAIT_S={self.max_wait_s:g}"
+                        " (the rest is the estimate's margin)"), wait
         return None
 
     # -- ASGI --------------------------------------------------------------------------------

@@ -125,6 +125,12 @@ def test_refusal_by_inflight_count_and_by_expected_wait():
     assert mw.lane({**scope, "query_string": b"seed=3&n=64"}) is lane
     lane.inflight = 0
     assert mw.refusal(lane, 100.0) is None  # nothing queued: never refuse
+    mw.max_wait_s = 2.0  # admitted while the expected wait is under 75% of the limit, the margin
+    lane.inflight = 2  # 3 / 2.5 = 1.2 s expected
+    assert mw.refusal(lane, 100.0) is None
+    lane.inflight = 3  # 1.6 s expected: under 2 s, but over the 1.5 s that leaves the margin
+    why, wait = mw.refusal(lane, 100.0)
+    assert "75% of GANZOO_MAX_WAIT_S=2" in why and wait == pytest.approx(1.6, rel=0.01)
 
 
 def test_lanes_stay_few_whatever_the_paths():
