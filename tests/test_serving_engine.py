@@ -166,15 +166,30 @@ def test_models_can_list_the_failed_ones_with_their_reason(serving_server):
 # -- limits ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def limited(serving_artifacts, tmp_path_factory):
-    """A server with a queue of 2 requests and a 20 kB body limit."""
+    """A server with a queue of 2 requests and a 20 kB body limit, one inference call per request."""
     from serving.import_models import import_artifact
 
     home = tmp_path_factory.mktemp("limited_home")
     for key in ("dcgan", "cyclegan"):
         import_artifact(serving_artifacts.dirs[key], home=home)
-    env = {"GANZOO_MAX_INFLIGHT": "2", "GANZOO_MAX_BYTES": "20000", "GANZOO_MAX_WAIT_S": "0.5"}
+    env = {"GANZOO_MAX_INFLIGHT": "2", "GANZOO_MAX_BYTES": "20000", "GANZOO_MAX_WAIT_S": "0.5",
+           "GANZOO_COALESCE": "0"}
     with bentoml_server(home, env) as (url, log):
         yield url, log
+
+
+def test_uncoalesced_calls_give_the_tiles_of_the_python_api(limited, serving_artifacts):
+    """GANZOO_COALESCE=0 (limited) sends each request's jobs alone, the default joins concurrent
+    requests' jobs (serving/coalesce.py; test_concurrent_tiles_... checks that path's bytes);
+    either way a tile is the one ``serving.load(...).generate`` draws for its seed."""
+    from serving import api
+
+    url, _ = limited
+    model = api.load(serving_artifacts.dirs["dcgan"])
+    for n, seed in ((1, 5), (70, 2)):  # 70 tiles: two jobs (GANZOO_BATCH=64) in one request
+        r = get(url, "/generate", model="dcgan", n=n, seed=seed, format="npy")
+        assert r.status_code == 200
+        np.testing.assert_array_equal(np.load(io.BytesIO(r.content)), model.generate(n=n, seed=seed))
 
 
 def test_a_burst_past_capacity_gets_fast_503s_with_retry_after_then_service_resumes(limited):
