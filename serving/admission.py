@@ -66,18 +66,21 @@ class Throughput:
     def __init__(self, window_s: float = 5.0) -> None:
         self.window_s = window_s
         self.done: deque[tuple[float, float]] = deque()  # (time, cumulative busy seconds)
+        self.last: float | None = None
 
     def record(self, now: float, busy: float) -> None:
         self.done.append((now, busy))
         self._trim(now)
 
     def rate(self, now: float) -> float | None:
-        """Requests per busy second, or None while fewer than 8 completions are known."""
+        """Requests per busy second over the window; while it holds fewer than 8 completions,
+        the last such estimate (None before the first): a server idle for a while still knows
+        what a request costs, and does not refuse a burst as if it had never served one."""
         self._trim(now)
-        if len(self.done) < 8:
-            return None
-        busy = self.done[-1][1] - self.done[0][1]
-        return (len(self.done) - 1) / max(busy, 1e-6)
+        if len(self.done) >= 8:
+            busy = self.done[-1][1] - self.done[0][1]
+            self.last = (len(self.done) - 1) / max(busy, 1e-6)
+        return self.last
 
     def _trim(self, now: float) -> None:
         while self.done and now - self.done[0][0] > self.window_s:

@@ -141,14 +141,17 @@ def test_lanes_stay_few_whatever_the_paths():
     assert len(mw.lanes) < 20
 
 
-def test_throughput_needs_enough_samples_and_forgets_old_ones():
+def test_throughput_needs_enough_samples_and_keeps_its_last_estimate_when_idle():
     t = Throughput(window_s=5)
     for i in range(7):  # one request every 0.5 s, each busy for 0.01 s: capacity is 100/s
         t.record(3.0 + 0.5 * i, 0.01 * (i + 1))
     assert t.rate(7.0) is None
     t.record(6.5, 0.08)
     assert t.rate(7.0) == pytest.approx(100)
-    assert t.rate(100.0) is None  # all outside the window
+    assert t.rate(100.0) == pytest.approx(100)  # all outside the window: the last estimate stands
+    for i in range(8):  # then a slower spell replaces it: 0.05 busy s per request, 20/s
+        t.record(101.0 + 0.1 * i, 0.08 + 0.05 * (i + 1))
+    assert t.rate(102.0) == pytest.approx(20)
 
 
 def test_unknown_paths_are_labelled_once_and_restored_before_routing():
