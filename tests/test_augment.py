@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -298,3 +301,19 @@ def test_bad_augmentation_flags_are_one_clear_error(tmp_path, capsys, argv, need
 def test_an_empty_augment_flag_is_off():
     assert TrainConfig(variant="dcgan", augment=None).augment == ""
     assert TrainConfig(variant="dcgan", augment=["cutout", "color"]).augment == "cutout,color"
+
+
+def test_torchrun_two_processes_keep_one_p_and_checkpoint_each_ranks_ada_state(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "training", "train", "dcgan", "--data", "digits", "--steps", "6", "--batch-size", "8",
+           "--out", str(out), "--no-progress", "--sample-every", "6", "--model", "width=8",
+           "--model", "latent_dim=16", "--model", "image_size=16", "--threads", "1",
+           "--augment", "translation,cutout", "--augment-p", "0.5", "--ada-target", "0.6", "--ada-kimg", "0.05"]
+    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    aug = torch.load(out / "checkpoints" / "latest.pt", weights_only=False)["augment"]
+    assert len(aug) == 2 and aug[0]["p"] == aug[1]["p"] and aug[0]["rt"] == aug[1]["rt"] is not None
+    assert aug[0]["p"] in (0.0, 1.0), "one ADA update (16 images x 4 steps / 50) moved p from 0.5 to a bound"
+    assert aug[0]["steps"] == aug[1]["steps"] == 2, "the unfinished interval is checkpointed per rank"
