@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from training.device import DEVICE_PATTERN
 from training.losses import LOSSES
@@ -39,6 +39,14 @@ class TrainConfig(BaseModel):
     gp_weight: float = Field(10.0, ge=0, description="gradient-penalty weight (wgan-gp only)")
     r1_weight: float = Field(0.0, ge=0, description="R1 penalty weight on real images (0 = off)")
     pool_size: int = Field(0, ge=0, description="image pool of past fakes per discriminator (0 = off)")
+    augment: str = Field("", description="DiffAugment policies for every image a discriminator sees (reals and "
+                         "fakes, G step too), comma-separated: color, translation, cutout (empty = off)")
+    augment_p: float | None = Field(None, ge=0, le=1, description="probability of each policy per sample "
+                                    "(default 1.0; with --ada-target the starting value, default 0)")
+    ada_target: float = Field(0.0, ge=0, lt=1, description="StyleGAN2-ADA: adapt the probability so that "
+                              "E[sign(D(real))] stays at this value, e.g. 0.6 (0 = off; needs --augment)")
+    ada_kimg: float = Field(500.0, gt=0, description="ADA speed: thousands of real images for the probability "
+                            "to move from 0 to 1")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="decay of the EMA copy of the generator(s)")
     ema_warmup: bool = Field(True, description="EMA decay min(decay, (1+t)/(10+t)): early copies forget the init")
     lr_decay_start: int | None = Field(None, ge=0, description="step after which LR decays linearly to 0")
@@ -56,6 +64,22 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: torch's)")
     image_size: int | None = Field(None, description="shortcut for model.image_size")
     model: dict[str, Any] = Field(default_factory=dict, description="variant hyperparameters (its Config)")
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _policies(cls, value: Any) -> str:
+        """``None`` (an empty flag) is off, a list is joined; the names are checked here, before a run starts."""
+        from training.augment import parse_policies
+
+        if isinstance(value, (list, tuple)):
+            value = ",".join(map(str, value))
+        return ",".join(parse_policies(value))
+
+    @model_validator(mode="after")
+    def _ada_needs_augment(self) -> TrainConfig:
+        if self.ada_target > 0 and not self.augment:
+            raise ValueError("--ada-target adapts the augmentation probability: it needs --augment")
+        return self
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The one training loop every variant shares (stylegan2-ada style: one readable function).
 
 The variant brings networks and its ``train_step``; this loop brings data, optimisers, the
-adversarial loss, image pools, EMA, checkpoint/resume, sample grids, scalars, keep-best
-evaluation and multi-process training.
+adversarial loss, image pools, differentiable augmentation, EMA, checkpoint/resume, sample
+grids, scalars, keep-best evaluation and multi-process training.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training import distributed
+from training import augment, distributed
 from training.config import TrainConfig, save_config
 from training.data import BatchSampler, ImageData, UnpairedData, download_dataset, load_dataset
 from training.device import DeviceError, resolve_device, resolve_precision, to_device
@@ -227,6 +227,10 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in opts.items()}
     loss = AdversarialLoss(cfg.loss, cfg.gp_weight, cfg.r1_weight)
     pools: dict[str, ImagePool] = {}
+    pipe = augment.from_config(cfg)  # None unless --augment
+    # what train_step sees: discriminators wrapped to augment their image input; ``nets`` stays
+    # unwrapped for optimisers, EMA, checkpoints, previews, evaluation and export
+    step_nets = augment.wrap(nets, variant.optimizer_groups, pipe)
     ema = EMA({k: nets[k] for k in variant.ema_modules}, cfg.ema_decay, cfg.ema_warmup)
     sampler = BatchSampler(len(data), cfg.batch_size, cfg.seed, rank, world)
     scorer = default_scorer(variant, data, cfg)
@@ -253,6 +257,9 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
         ema.load_state_dict(state["ema"])
         for k, sd in state.get("pools", {}).items():
             pools.setdefault(k, ImagePool(cfg.pool_size)).load_state_dict(sd, device)
+        if pipe is not None and state.get("augment"):
+            aug = state["augment"]
+            pipe.load_state_dict(aug[rank] if rank < len(aug) else aug[0])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         step, batches_used, best = state["step"], state["batches_used"], state["best"]
@@ -287,9 +294,13 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     def checkpoint(path: Path) -> None:
         averaged()  # the EMA copies are saved (and exported) with statistics of their own
         rngs: list[Any] = [rng_state(device)]
+        augs: list[Any] = [pipe.state_dict()] if pipe is not None else []
         if world > 1:
             rngs = [None] * world
             torch.distributed.all_gather_object(rngs, rng_state(device))
+            if pipe is not None:  # the same on every rank: all of them gather, or none
+                augs = [None] * world
+                torch.distributed.all_gather_object(augs, pipe.state_dict())
         if rank != 0:
             return
         save_atomic(
@@ -301,6 +312,7 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
                 "opts": {k: o.state_dict() for k, o in opts.items()},
                 "ema": ema.state_dict(),
                 "pools": {k: p.state_dict() for k, p in pools.items()},
+                "augment": augs,  # per rank: p and the ADA state (empty without --augment)
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "device": str(device),
                 "precision": precision.name,
@@ -339,6 +351,7 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
                                   "it did not pass through ctx.scale(loss); use --precision bf16") from exc
             raise
 
+    fetch = pipe.watch(next_batch) if pipe is not None else next_batch  # ADA tells reals by identity
     start_step, t0 = step, time.perf_counter()
     for m in nets.values():
         m.train()
@@ -347,9 +360,11 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
         for k, o in opts.items():
             for g, lr in zip(o.param_groups, base_lrs[k], strict=True):
                 g["lr"] = lr * factor
-        ctx = StepContext(nets, opts, loss, step, cfg.d_steps, next_batch, replay, device, scale)
+        ctx = StepContext(step_nets, opts, loss, step, cfg.d_steps, fetch, replay, device, scale)
         with precision.autocast(), penalty_scaler(scaler):
             logs = run_step(ctx)
+        if pipe is not None:
+            pipe.end_step()  # ADA: every few steps, p follows E[sign(D(real))]
         ema.update({k: nets[k] for k in variant.ema_modules}, step)
         step += 1
 
@@ -357,7 +372,9 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
             log.warning("step %d: a loss diverged (%s); the run is unlikely to recover", step, logs)
         if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
             elapsed = time.perf_counter() - t0
-            scalars.write(step, {**logs, "it_per_s": (step - start_step) / max(elapsed, 1e-9), "lr_factor": factor})
+            aug_scalars = pipe.scalars() if pipe is not None else {}  # aug_p, ada_rt
+            scalars.write(step, {**logs, **aug_scalars, "it_per_s": (step - start_step) / max(elapsed, 1e-9),
+                                 "lr_factor": factor})
         if bar is not None:
             bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
             bar.update(1)
