@@ -66,6 +66,8 @@ def main() -> int:
     p.add_argument("-n", type=int, default=500, help="samples (and reference images) per draw")
     p.add_argument("--repeats", type=int, default=10, help="independent seeds per setting")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--pair", help="a second run/artifact: also the std of the paired difference of the two "
+                   "scores on the same seeds (the common random numbers keep-best relies on)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     sample, dataset, size, what = sampler(Path(args.run), args.checkpoint, args.threads)
@@ -84,6 +86,16 @@ def main() -> int:
             scores.append(s)
         print(f"| {draws} x {args.n} | {statistics.mean(scores):.4f} | {statistics.stdev(scores):.4f} | "
               f"{min(scores):.3f}-{max(scores):.3f} | {statistics.median(secs):.1f} |", flush=True)
+        if args.pair:
+            other = sampler(Path(args.pair), args.checkpoint, args.threads)[0]
+            with torch.no_grad():
+                theirs = [quick_score(other, reference, n=args.n, seed=10_000 * (r + 1), draws=draws)
+                          for r in range(args.repeats)]
+            diffs = [a - b for a, b in zip(scores, theirs, strict=True)]
+            print(f"|   minus {args.pair}: {statistics.mean(theirs):.4f} ± {statistics.stdev(theirs):.4f}; "
+                  f"paired difference {statistics.mean(diffs):.4f} ± {statistics.stdev(diffs):.4f} "
+                  f"(unpaired would be ± {(statistics.stdev(scores) ** 2 + statistics.stdev(theirs) ** 2) ** 0.5:.4f})"
+                  " | | | |", flush=True)
     return 0
 
 

@@ -235,8 +235,8 @@ def quick_score(
     and runs one test against chunk ``i``; the per-side accuracies are pooled over the draws.
     The seeds are fixed, so successive calls see the same latents and differ only by the
     weights (common random numbers: the noise of a difference between two checkpoints is
-    smaller than that of either score). One draw of 500 has a std of ~0.011 over seeds on a
-    fixed generator (the shipped dcgan); 16 pooled draws 0.0027, at 16x the cost (docs/METRICS.md).
+    smaller than that of either score). One draw of 500 has a std of 0.008-0.012 over seeds
+    on a fixed MNIST dcgan; 16 pooled draws 0.002-0.004, at 16x the cost (docs/METRICS.md).
 
     ``metric="one_nn"`` (default): the leave-one-out 1-NN two-sample test in pixel
     space, scored as ``0.5 + max(|acc_fake - 0.5|, |acc_real - 0.5|)``: 0.5 when samples and
