@@ -3,6 +3,7 @@
 Rendered from the shipped artifacts in ``serving/pretrained/`` through the Python API
 (``serving.load``: ONNX Runtime on the CPU, the service's own sampling), so every image is
 what the HTTP API answers for the parameters named here, and the same on every run. The
+training curves come from the ``metrics.csv`` an artifact ships (its card's ``curves``). The
 translation strips also take two test photos each from ``--data`` (``../shared/data``) beside
 the photos shipped in ``examples/photos/``; without ``--data`` they use the shipped ones only.
 
@@ -147,6 +148,105 @@ def quality_chart(plt) -> None:  # noqa: ANN001
     write(OUT / "quality.png", buf.getvalue())
 
 
+def curves_png(plt, artifact: Path) -> bytes | None:  # noqa: ANN001
+    """The training curves an artifact ships (its card's ``curves``): losses, and the keep-best
+    score with the exported step marked. None when it ships none."""
+    m = api.load(artifact)
+    curves = m.curves()
+    if not curves:
+        return None
+    card, name = m.card, m.name
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100, sharex=True)
+    for key in sorted(k for k in curves if k.startswith("loss")):
+        steps, values = curves[key]
+        a.plot(steps, values, lw=0.9, label=key)
+    a.set_title("losses", fontsize=9)
+    a.legend(fontsize=7, frameon=False)
+    exported = card.get("steps")
+    if "eval_score" in curves:
+        steps, values = curves["eval_score"]
+        b.plot(steps, values, "o-", ms=2.5, lw=0.9, color="#0a66c2", label="eval_score")
+        best = min(range(len(values)), key=values.__getitem__)
+        b.plot([steps[best]], [values[best]], "o", ms=6, mfc="none", color="#c62828",
+               label=f"best {values[best]:.3f} at {steps[best]}")
+        b.set_title("keep-best score (lower is better, 0.5 ideal)", fontsize=9)
+    else:
+        b.text(0.5, 0.5, "no keep-best score logged", ha="center", va="center", fontsize=9, transform=b.transAxes)
+        b.set_title("keep-best score", fontsize=9)
+    if isinstance(exported, int):
+        b.axvline(exported, color="#999999", lw=0.8, ls="--", label=f"exported step {exported}")
+    b.legend(fontsize=7, frameon=False)
+    for ax in (a, b):
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    every = card["curves"].get("averaged_every") or 0
+    how = f"scalars averaged per {every} steps" if every else "every logged step"
+    fig.suptitle(f"{name}: training curves from its {card['curves']['file']} ({how})", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def curve_figures(plt) -> list[str]:  # noqa: ANN001
+    """docs/images/curves-NAME.png for every shipped artifact that carries curves; their names."""
+    names = []
+    for artifact in sorted(p for p in PRETRAINED.iterdir() if (p / "card.json").is_file()):
+        png = curves_png(plt, artifact)
+        if png is not None:
+            write(OUT / f"curves-{artifact.name}.png", png)
+            names.append(artifact.name)
+    return names
+
+
+CURVES_BEGIN, CURVES_END = "<!-- curves {}: make figures -->", "<!-- /curves -->"
+
+
+def curves_summary(with_curves: list[str], without: list[str]) -> str:
+    """RESULTS.md's one paragraph on which shipped artifacts carry training curves."""
+    have = ", ".join(with_curves) if with_curves else "none yet"
+    text = (f"Training curves (loss_d, loss_g and the keep-best score vs step, `make figures` from the "
+            f"`metrics.csv` an artifact ships; export copies it from the run) are in the artifacts of: {have}.")
+    if without:
+        text += (f" Not yet in: {', '.join(without)}, exported before artifacts carried curves, from run folders "
+                 f"that are gone; `make pretrained NAMES=\"{' '.join(without)}\"` (or `python -m training.recipes "
+                 "NAME`) re-runs their recipes and the export ships them.")
+    return text
+
+
+def curves_block(name: str, has_curves: bool, indent: str = "", body: str | None = None) -> str:
+    """What RESULTS.md says under a model's section about its training curves (``body``: instead)."""
+    if body is None and has_curves:
+        body = f"![training curves of {name}: losses and the keep-best score vs step](images/curves-{name}.png)"
+    elif body is None:
+        body = (f"Training curves of {name}: not in its artifact yet (the run folder is gone; "
+                f"`make pretrained NAMES={name}` re-runs the recipe, whose export ships them).")
+    return "\n".join([indent + CURVES_BEGIN.format(name), indent + body, indent + CURVES_END])
+
+
+def embed_curves_in_results(with_curves: list[str], results: Path = REPO / "docs" / "RESULTS.md") -> None:
+    """Fill each ``<!-- curves NAME -->`` block of RESULTS.md with that model's curves figure, or
+    with the sentence that it has none yet (idempotent)."""
+    text = results.read_text()
+    names = sorted(p.name for p in PRETRAINED.iterdir() if (p / "card.json").is_file())
+    summary = curves_summary([n for n in names if n in with_curves], [n for n in names if n not in with_curves])
+    for artifact in [*names, "summary"]:
+        begin = CURVES_BEGIN.format(artifact)
+        if begin not in text:
+            continue
+        head, _, rest = text.partition(begin)
+        indent = head[head.rfind("\n") + 1:]
+        tail = rest.partition(CURVES_END)[2]
+        block = curves_block(artifact, artifact in with_curves, indent, summary if artifact == "summary" else None)
+        text = head[: len(head) - len(indent)] + block + tail
+    if text != results.read_text():
+        results.write_text(text)
+        print(f"updated the training-curves blocks of {results.name}")
+
+
 CARD_FIGURES = {  # card.md of each shipped model -> (alt text, file in docs/images/)
     "dcgan": [("64 samples, seed 0 (GET /generate?model=dcgan&n=64&seed=0)", "dcgan-grid.png")],
     "cgan": [("64 samples, seed 0; tile i has class i % 10", "cgan-grid.png"),
@@ -166,6 +266,9 @@ def embed_in_cards() -> None:
     """Put each model's figures under its card.md's description, between markers (idempotent:
     ``training eval --write`` re-renders card.md without them, ``make figures`` puts them back)."""
     for name, items in CARD_FIGURES.items():
+        if (OUT / f"curves-{name}.png").is_file() and json.loads((PRETRAINED / name / "card.json").read_text()).get(
+                "curves"):
+            items = [*items, ("training curves: losses and the keep-best score vs step", f"curves-{name}.png")]
         path = PRETRAINED / name / "card.md"
         text = path.read_text()
         if BEGIN in text:
@@ -199,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     interpolation_gif()
     mixing_grid()
     quality_chart(plt)
+    embed_curves_in_results(curve_figures(plt))
     embed_in_cards()
     return 0
 

@@ -83,6 +83,13 @@ class Model:
     def capabilities(self) -> list[str]:
         return self.gan.capabilities
 
+    def curves(self) -> dict[str, tuple[list[int], list[float]]]:
+        """The training curves the artifact ships (name -> (steps, values), e.g. ``loss_d``,
+        ``eval_score``), verified against the card at load; empty when it ships none."""
+        from serving.curves import read_curves
+
+        return read_curves(self.gan.curves_file) if self.gan.curves_file is not None else {}
+
     @property
     def classes(self) -> list[str]:
         return [str(c) for c in self.gan.classes]

@@ -7,13 +7,16 @@ error names the role and the mismatch in one line.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from serving import curves
 from serving.sampling import is_random_input
 
 KNOWN_ROLES = ("generator", "mapping", "synthesis", "encoder", "a2b", "b2a")
@@ -170,3 +173,33 @@ def check(graphs: Mapping[str, Signature], declared: Declared) -> dict[str, tupl
             raise LoadError(f"encoder output {code_name!r} has {code[1]} values per image but the generator's z "
                             f"takes {want}")
     return latents
+
+
+def check_curves(path: str | Path, card: Mapping[str, Any]) -> Path | None:
+    """The training-curves file the card lists (``card["curves"]``), verified: inside ``path``,
+    its bytes and sha256 as recorded, ``step,name,value`` rows, at most ``curves.MAX_BYTES``.
+    None when the card lists none (older artifacts, ``import_models --onnx``)."""
+    entry = card.get("curves")
+    if entry is None:
+        return None
+    if not isinstance(entry, Mapping) or not entry.get("file"):
+        raise LoadError("card.json 'curves' must be an object naming its file")
+    root = Path(path).resolve()
+    file = (root / str(entry["file"])).resolve()
+    if root not in file.parents:
+        raise LoadError(f"curves: file {entry['file']!r} lies outside {path}")
+    if not file.is_file():
+        raise LoadError(f"curves: {entry['file']} is missing")
+    data = file.read_bytes()
+    if len(data) > curves.MAX_BYTES:
+        raise LoadError(f"curves: {file.name} is {len(data)} bytes, over the {curves.MAX_BYTES} budget")
+    if isinstance(entry.get("bytes"), int) and entry["bytes"] != len(data):
+        raise LoadError(f"curves: {file.name} is {len(data)} bytes, its card records {entry['bytes']}")
+    actual = hashlib.sha256(data).hexdigest()
+    if entry.get("sha256") and actual != str(entry["sha256"]).lower():
+        raise LoadError(f"curves: {file.name} has sha256 {actual}, its card records {entry['sha256']}")
+    try:
+        curves.parse(data.decode())
+    except (curves.CurvesError, UnicodeDecodeError) as e:
+        raise LoadError(f"curves: {file.name}: {e}") from None
+    return file

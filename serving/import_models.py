@@ -28,6 +28,7 @@ from typing import Any
 import bentoml
 from filelock import FileLock
 
+from serving.contract import check_curves
 from serving.runtime import LoadError, file_digest, graph_files, validate_artifact, verify_graph
 from serving.store import is_ganzoo, list_models, model_store
 
@@ -97,6 +98,7 @@ def recorded_card(path: Path, card: dict[str, Any]) -> dict[str, Any]:
 
 def _import(path: Path, home: str | Path | None) -> tuple[str, bool]:
     card, files = read_artifact(path)
+    curves = check_curves(path, card)  # the training curves travel with the graphs, checked like them
     full = recorded_card(path, card)
     name = str(card.get("name") or path.name)
     sha = card.get("sha256")
@@ -117,7 +119,7 @@ def _import(path: Path, home: str | Path | None) -> tuple[str, bool]:
             if is_ganzoo(stored) and stored.info.metadata.get("sha256") == sha:
                 return str(stored.tag), False
         with bentoml.models.create(name, labels=labels, metadata=metadata, _model_store=store) as model:
-            for src in [root / "card.json", root / "card.md", *files]:
+            for src in [root / "card.json", root / "card.md", *files, *([curves] if curves else [])]:
                 if src.is_file():
                     dst = Path(model.path) / src.relative_to(root)
                     dst.parent.mkdir(parents=True, exist_ok=True)

@@ -270,6 +270,7 @@ class GanModel:
         self.translate_size = TRANSLATE_SIZE  # GANZOO_TRANSLATE_SIZE
         self.card = card
         self.graphs = graphs
+        self.curves_file: Path | None = None  # the verified training curves, where the card lists them
         self.task = str(card.get("task") or "")
         self.variant = str(card.get("variant") or name)
         classes = _json_value(card.get("classes"), [])
@@ -781,13 +782,15 @@ def load_model(
 ) -> GanModel:
     """Open one session per known role listed in ``card["graphs"]`` (or per ``*.onnx`` file),
     from its fp16 copy where ``precision`` is fp16 and the card lists one. Each file is first
-    checked against the sha256 and size its card records (``verify_graph``).
+    checked against the sha256 and size its card records (``verify_graph``), and so is the
+    training-curves file where the card lists one (``contract.check_curves``).
 
     ``spin=False`` stops ORT's intra-op threads from busy-waiting between ops (None: ORT's
     default, on). A server shares its cores with its own HTTP side, so the spinning threads
     take the CPU that encoding and I/O need: measured, it doubled the inference process's CPU
     time per request (docs/PERFORMANCE.md)."""
     files = graph_files(path, card, precision)
+    curves_file = contract.check_curves(path, card)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     # ONNX Runtime's CPU arena keeps the peak of the largest request for the process's life
@@ -812,6 +815,7 @@ def load_model(
             raise LoadError(f"graph {role!r}: onnxruntime cannot load {file}: {e}") from e
         graphs[role] = Graph(role, session, "fp16" if file.endswith(".fp16.onnx") else "fp32")
     model = GanModel(name, version, card, graphs)
+    model.curves_file = curves_file
     if model.needs_probe:  # what passes load is servable: run what the shapes leave open
         model.probe()
     return model

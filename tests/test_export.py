@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -25,7 +27,8 @@ def run_dir(tmp_path_factory):
 
 def test_export_writes_a_self_contained_graph_with_metadata(run_dir):
     dest = export_run(run_dir, "tiny-dcgan", store=False)
-    assert sorted(p.name for p in dest.iterdir()) == ["card.json", "card.md", "generator.fp16.onnx", "generator.onnx"]
+    assert sorted(p.name for p in dest.iterdir()) == ["card.json", "card.md", "generator.fp16.onnx", "generator.onnx",
+                                                      "metrics.csv"]
     model = onnx.load(str(dest / "generator.onnx"))
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["ganzoo.task"] == "generate" and meta["ganzoo.latent_dim"] == "16"
@@ -86,4 +89,31 @@ def test_fp16_copy_that_strays_is_refused_and_not_written(run_dir, tmp_path):
     dest = export_run(run_dir, "tiny-dcgan", tmp_path / "art", store=False, fp16=False)
     with pytest.raises(FP16Error, match="differs from float32"):
         add_fp16(dest, tolerance=0.0)
-    assert sorted(p.name for p in dest.iterdir()) == ["card.json", "card.md", "generator.onnx"]
+    assert sorted(p.name for p in dest.iterdir()) == ["card.json", "card.md", "generator.onnx", "metrics.csv"]
+
+
+def test_export_ships_the_runs_curves_and_serving_reads_them(run_dir, tmp_path):
+    from serving import load
+    from serving.curves import read_curves
+    from serving.import_models import import_artifact
+    from serving.store import list_models, model_store
+
+    dest = export_run(run_dir, "tiny-dcgan", tmp_path / "art", store=False, fp16=False)
+    card = json.loads((dest / "card.json").read_text())
+    entry = card["curves"]
+    assert entry["file"] == "metrics.csv" and entry["averaged_every"] == 0 and entry["last_step"] == 3
+    assert {"loss_d", "loss_g"} <= set(entry["names"]) and entry["bytes"] == (dest / "metrics.csv").stat().st_size
+    assert read_curves(dest / "metrics.csv") == read_curves(run_dir / "metrics.csv")  # a short log, row for row
+    assert "## Training curves" in (dest / "card.md").read_text()
+    assert load(dest).curves()["loss_d"][0] == [3]
+    home = tmp_path / "home"
+    import_artifact(dest, home=home)  # the contract and the import accept it, and store it
+    (stored,) = list_models(model_store(home), "tiny-dcgan")
+    assert (Path(stored.path) / "metrics.csv").read_bytes() == (dest / "metrics.csv").read_bytes()
+
+
+def test_a_run_without_metrics_exports_without_curves(run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir / "checkpoints", run / "checkpoints")
+    dest = export_run(run, "tiny-dcgan", tmp_path / "art", store=False, fp16=False)
+    assert "curves" not in json.loads((dest / "card.json").read_text()) and not (dest / "metrics.csv").exists()

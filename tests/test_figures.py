@@ -59,3 +59,57 @@ def test_mix_default_crossover_comes_from_the_card(serving_artifacts, tmp_path):
     tiny = load(art)
     np.testing.assert_array_equal(tiny.mix([1, 2], [3, 4]), tiny.mix([1, 2], [3, 4], crossover=1))
     assert not np.array_equal(tiny.mix([1, 2], [3, 4]), tiny.mix([1, 2], [3, 4], crossover=2))
+
+
+def _figures():  # noqa: ANN202
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("figures", REPO / "docs" / "figures.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_a_curve_figure_renders_from_an_exported_run(tmp_path, serving_artifacts):
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from training.config import TrainConfig
+    from training.export import export_run
+    from training.loop import train
+
+    run = tmp_path / "run"
+    train(TrainConfig(variant="dcgan", data="digits", out=str(run), steps=4, batch_size=16, threads=1, log_every=1,
+                      eval_every=2, eval_samples=64, model={"width": 8, "latent_dim": 16, "image_size": 16}),
+          progress=False)
+    art = export_run(run, "tiny-dcgan", tmp_path / "art", store=False, fp16=False)
+    figures = _figures()
+    png = figures.curves_png(plt, art)
+    assert png is not None and len(png) <= 200_000
+    assert png == figures.curves_png(plt, art)  # deterministic: the same bytes on every run
+    img = Image.open(io.BytesIO(png))
+    assert img.size == (900, 320)
+    assert np.asarray(img.convert("L")).std() > 10  # something is drawn
+    assert figures.curves_png(plt, serving_artifacts.dirs["dcgan"]) is None  # an artifact without curves
+
+
+def test_results_say_which_shipped_artifacts_have_curves(tmp_path):
+    import json
+    import shutil
+
+    figures = _figures()
+    results = REPO / "docs" / "RESULTS.md"
+    pretrained = sorted(p for p in (REPO / "serving" / "pretrained").iterdir() if (p / "card.json").is_file())
+    with_curves = [p.name for p in pretrained if json.loads((p / "card.json").read_text()).get("curves")]
+    text = results.read_text()
+    for p in pretrained:
+        assert figures.CURVES_BEGIN.format(p.name) in text, f"RESULTS.md has no curves block for {p.name}"
+        if p.name in with_curves:
+            assert (IMAGES / f"curves-{p.name}.png").is_file() and f"images/curves-{p.name}.png" in text
+    copy = shutil.copy(results, tmp_path / "RESULTS.md")
+    figures.embed_curves_in_results(with_curves, copy)
+    assert copy.read_text() == text, "RESULTS.md's curves blocks are stale: run make figures"

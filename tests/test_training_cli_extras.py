@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -29,6 +30,7 @@ def test_export_prints_sizes_parity_and_destination(tmp_path, capsys):
     assert "generator: generator.onnx" in out and "ONNX Runtime vs torch max |diff|" in out
     assert "fp16 generator.fp16.onnx" in out and "max |diff| vs fp32" in out
     assert f"not stored (--no-store): python -m serving.import_models {art}" in out
+    assert re.search(r"curves: metrics.csv \d+\.\d kB, up to step 2 \(every logged row\)", out), out
     assert f"measure it: python -m training eval onnx {art} --data-root" in out
     assert "python -m training eval onnx <this folder>" in (art / "card.md").read_text()
 

@@ -158,6 +158,26 @@ def test_keep_best_writes_best_checkpoint_and_export_takes_it(tmp_path):
     assert state["checkpoint"].endswith("best.pt") and state["step"] == best["step"]
 
 
+def test_a_resumed_best_from_the_old_scale_is_re_scored_and_resume_stays_exact(tmp_path):
+    from training.evaluation.suite import quick_score_id
+
+    kw = dict(eval_every=2, eval_samples=64, ckpt_every=2)
+    whole = train(tiny_cfg(tmp_path / "whole", 6, **kw), progress=False)
+    train(tiny_cfg(tmp_path / "cut", 4, **kw), progress=False)
+    latest = tmp_path / "cut" / "checkpoints" / "latest.pt"
+    state = torch.load(latest, map_location="cpu", weights_only=False)
+    assert state["best"]["scale"] == quick_score_id(64, 16) == "one_nn:64x16"
+    old_step = state["best"]["step"]
+    torch.save({**state, "best": {"score": 0.01, "step": old_step}}, latest)  # as checkpoints before pooled draws
+    resumed = train(tiny_cfg(tmp_path / "cut", 6, resume=True, **kw), progress=False)
+    # 0.01 (unreachable on the new scale) would have kept best.pt at old_step forever
+    assert resumed["best"] == whole["best"] and resumed["best"]["scale"] == "one_nn:64x16"
+    a, b = final_state(tmp_path / "whole"), final_state(tmp_path / "cut")
+    for name, sd in a["nets"].items():  # re-scoring drew no random numbers of the run's
+        for k, v in sd.items():
+            assert torch.equal(v, b["nets"][name][k]), f"{name}.{k} differs after a re-scored resume"
+
+
 SHARED = ROOT.parent / "shared" / "data"
 
 

@@ -152,7 +152,7 @@ def test_export_two_graphs_with_parity(run_dir, tmp_path):
     assert (run_dir / "samples" / "step_000002.png").exists()
     dest = export_run(run_dir, "tiny-aae", out=tmp_path / "art", store=False)
     assert sorted(p.name for p in dest.iterdir()) == ["card.json", "card.md", "encoder.fp16.onnx", "encoder.onnx",
-                                                     "generator.fp16.onnx", "generator.onnx"]
+                                                     "generator.fp16.onnx", "generator.onnx", "metrics.csv"]
     card = json.loads((dest / "card.json").read_text())
     assert card["task"] == "reconstruct" and card["latent_dim"] == 8
     for role in ("generator", "encoder"):

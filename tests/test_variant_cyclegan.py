@@ -187,7 +187,7 @@ def test_run_writes_preview_and_exports_both_directions(run_dir):
     assert (run_dir / "samples" / "step_000002.png").exists()
     dest = export_run(run_dir, "cg", store=False)
     assert sorted(p.name for p in dest.iterdir()) == ["a2b.fp16.onnx", "a2b.onnx", "b2a.fp16.onnx", "b2a.onnx",
-                                                     "card.json", "card.md"]
+                                                     "card.json", "card.md", "metrics.csv"]
     card = json.loads((dest / "card.json").read_text())
     assert card["domains"] == "apple,orange" and card["task"] == "translate" and card["variant"] == "cyclegan"
     assert card["graphs"]["a2b"]["outputs"] == ["translated"]

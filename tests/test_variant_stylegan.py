@@ -176,7 +176,7 @@ def test_export_three_graphs_with_parity(run_dir, tmp_path):
     assert all(g["parity_max_abs_diff"] <= 1e-4 for g in graphs.values())
     assert sorted(p.name for p in dest.iterdir()) == [  # weights inside, no .data files; fp16 copies for GPUs
         "card.json", "card.md", "generator.fp16.onnx", "generator.onnx", "mapping.fp16.onnx", "mapping.onnx",
-        "synthesis.fp16.onnx", "synthesis.onnx"]
+        "metrics.csv", "synthesis.fp16.onnx", "synthesis.onnx"]
 
     _, nets, _ = load_run(run_dir)
     G = nets["G"]

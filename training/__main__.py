@@ -72,6 +72,13 @@ def export_summary(dest: Any, stored: bool, run: Any = None) -> str:
             line += (f"; fp16 {half['file']} {half.get('bytes', 0) / 1e6:.1f} MB, "
                      f"max |diff| vs fp32 {half.get('max_abs_diff_vs_fp32', float('nan')):.2g}")
         lines.append(line)
+    curves = card.get("curves")
+    if isinstance(curves, dict):
+        every = curves.get("averaged_every") or 0
+        lines.append(f"  curves: {curves['file']} {curves.get('bytes', 0) / 1e3:.1f} kB, up to step "
+                     f"{curves.get('last_step')} ({f'averaged per {every} steps' if every else 'every logged row'})")
+    else:
+        lines.append("  curves: none (the run folder has no metrics.csv)")
     if stored:
         from serving.store import list_models, model_store, select_latest
 

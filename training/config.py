@@ -54,7 +54,9 @@ class TrainConfig(BaseModel):
     sample_every: int = Field(500, ge=1, description="write samples/step_N.png every N steps")
     log_every: int = Field(25, ge=1, description="write scalars every N steps")
     eval_every: int = Field(0, ge=0, description="cheap metric every N steps, keep best.pt (0 = off)")
-    eval_samples: int = Field(500, ge=50, description="samples for the cheap metric")
+    eval_samples: int = Field(500, ge=50, description="samples per draw of the cheap metric (and reference images)")
+    eval_draws: int = Field(16, ge=1, description="independent draws pooled by the cheap metric, each against its "
+                            "own reference images (16: std 0.002-0.004, docs/METRICS.md)")
     resume: bool = Field(False, description="continue from out/checkpoints/latest.pt (required if it exists)")
     seed: int = Field(0, description="seeds init, data order and noise; a run is reproducible on the CPU")
     device: str = Field("auto", pattern=DEVICE_PATTERN,

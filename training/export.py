@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from serving.curves import CURVES_FILE, CurvesError, compact
+from serving.curves import record as curves_record
 from training.config import TrainConfig
 from training.loop import make_variant
 from zoo.spec import DataInfo, ExportGraph, Variant
@@ -127,6 +129,13 @@ def render_card(card: dict[str, Any]) -> str:
     else:
         lines.append("Not measured yet: `python -m training eval onnx <this folder> --data-root <its data folder>"
                      " --write` measures this artifact and writes the numbers here.")
+    curves = card.get("curves")
+    if isinstance(curves, dict):
+        every = curves.get("averaged_every") or 0
+        how = f"scalars averaged per {every} steps, every eval row kept" if every else "every row the run logged"
+        lines += ["", "## Training curves", "",
+                  f"`{curves['file']}` (step,name,value; {how}; up to step {curves.get('last_step')}): "
+                  + ", ".join(f"`{n}`" for n in curves.get("names", [])) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -142,7 +151,8 @@ def export_run(
     progress: bool | None = None,
 ) -> Path:
     """Export ``run`` as artifact ``name`` into ``out`` (default ``<run>/export/<name>``), with
-    an fp16 copy of each graph for GPUs unless ``fp16`` is false (training/fp16.py)."""
+    an fp16 copy of each graph for GPUs unless ``fp16`` is false (training/fp16.py) and the
+    run's ``metrics.csv`` (compacted to ``serving.curves.MAX_BYTES``) so its curves outlive the run."""
     variant, nets, state = load_run(run, which)
     cfg = state["config"]
     dest = Path(out) if out is not None else Path(run) / "export" / name
@@ -155,8 +165,9 @@ def export_run(
         "train_command": "\n".join(state.get("commands") or [state.get("command") or _train_command(cfg)]),
         "wall_time_s": round(float(state.get("wall_time_s", 0.0)), 1),
     }
+    metrics_csv = Path(run) / CURVES_FILE
     return export_variant(variant, nets, name, dest, run_card, store=store, tolerance=tolerance, fp16=fp16,
-                          progress=progress)
+                          progress=progress, curves=metrics_csv if metrics_csv.is_file() else None)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -189,10 +200,12 @@ def export_variant(
     tolerance: float = TOLERANCE,
     fp16: bool = True,
     progress: bool | None = None,
+    curves: Path | None = None,
 ) -> Path:
     """Write ``variant``'s graphs as artifact ``name`` at ``dest`` and check them with the serving
     runtime's own contract (serving/contract.py) before anything is stored.
 
+    ``curves``: a run's ``metrics.csv``, shipped compacted as the artifact's training curves.
     Everything is written to a temporary sibling folder that replaces ``dest`` only once every
     check has passed; on any error ``ExportError`` names the role and the mismatch and neither
     a half-made folder nor a stored model is left behind."""
@@ -242,6 +255,13 @@ def export_variant(
     steps = len(graphs) + 1 + int(fp16)  # each graph, the serving check, the fp16 copies
     bar = _progress(steps, f"export {name}", progress)
     try:
+        if curves is not None:
+            try:
+                text, every = compact(curves.read_text())
+            except CurvesError as e:
+                raise ExportError(f"{curves}: {e}") from None
+            (work / CURVES_FILE).write_text(text)
+            card["curves"] = curves_record(work / CURVES_FILE, every)
         for g in graphs:
             bar.set_postfix_str(f"{g.role}: ONNX + parity")
             meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in card.items() if k != "graphs"}

@@ -157,21 +157,59 @@ def lr_factor(step: int, total: int, decay_start: int | None) -> float:
     return max(0.0, 1.0 - (step - decay_start) / max(1, total - decay_start))
 
 
-def default_scorer(variant: Variant, data: ImageData | UnpairedData, cfg: TrainConfig) -> Callable | None:
-    """The cheap keep-best metric: from the evaluation suite when it applies to the task."""
+class KeepBestScorer:
+    """The cheap keep-best metric (``quick_score``, lower is better) of the EMA generator.
+
+    ``scale`` names the settings it was computed with: a best score recorded on another scale
+    (e.g. by a checkpoint from before pooled draws) is not comparable and is re-scored."""
+
+    def __init__(self, variant: Variant, data: ImageData | UnpairedData, cfg: TrainConfig) -> None:
+        from training.evaluation.suite import quick_score_id  # imported lazily: evaluation is optional
+
+        self.variant = variant
+        self.n = min(len(data), cfg.eval_samples)
+        self.draws = max(1, min(cfg.eval_draws, len(data) // self.n))  # small datasets: fewer draws
+        # the first draws x n train images, one chunk of n per draw
+        self.reference = data.get_batch(torch.arange(self.n * self.draws))["image"]
+        self.scale = quick_score_id(self.n, self.draws)
+
+    def __call__(self, nets: dict[str, torch.nn.Module]) -> float:
+        from training.evaluation import quick_score
+
+        def sample_fn(n: int, generator: torch.Generator) -> torch.Tensor:
+            return self.variant.sample(nets, n, generator).float().cpu()  # the metric and its reference live on the CPU
+
+        return float(quick_score(sample_fn, self.reference, n=self.n, draws=self.draws))
+
+
+def default_scorer(variant: Variant, data: ImageData | UnpairedData, cfg: TrainConfig) -> KeepBestScorer | None:
+    """The keep-best metric when it applies to the task (not translation) and ``eval_every`` is on."""
     if cfg.eval_every <= 0 or variant.task == "translate":
         return None
-    from training.evaluation import quick_score  # imported lazily: evaluation is optional
+    return KeepBestScorer(variant, data, cfg)
 
-    reference = data.get_batch(torch.arange(min(len(data), cfg.eval_samples)))["image"]
 
-    def score(nets: dict[str, torch.nn.Module]) -> float:
-        def sample_fn(n: int, generator: torch.Generator) -> torch.Tensor:
-            return variant.sample(nets, n, generator).float().cpu()  # the metric and its reference live on the CPU
-
-        return float(quick_score(sample_fn, reference))
-
-    return score
+def rescore_best(best: dict[str, Any], scorer: KeepBestScorer, ckpt_dir: Path) -> dict[str, Any]:
+    """A resumed run's best score on ``scorer``'s scale: a best recorded on another scale (no
+    ``"scale"``: checkpoints from before pooled draws, or other ``--eval-*`` settings) is
+    measured again on ``best.pt``'s weights, so later checkpoints are compared like with like."""
+    if best.get("scale") == scorer.scale:
+        return best
+    path = ckpt_dir / "best.pt"
+    if best["step"] < 0 or not path.exists():
+        return {"score": math.inf, "step": -1, "scale": scorer.scale}
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    with torch.random.fork_rng(devices=[]):  # build() draws an init: the resumed run's RNG stream stays as saved
+        nets = scorer.variant.build()
+        for k, sd in (state["nets"] | state["ema"]).items():
+            nets[k].load_state_dict(sd)
+        for m in nets.values():
+            m.eval()
+        with torch.no_grad():
+            score = scorer(nets)
+    log.info("best.pt (step %d) re-scored on the keep-best scale %s: %.4f (was %.4f on %s)", state["step"],
+             scorer.scale, score, best["score"], best.get("scale", "one_nn:500x1"))
+    return {"score": score, "step": int(state["step"]), "scale": scorer.scale}
 
 
 def default_coverage_check(variant: Variant, data: ImageData | UnpairedData, cfg: TrainConfig) -> Callable | None:
@@ -244,7 +282,8 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     fixed = {k: v.to(device) if isinstance(v, torch.Tensor) else v
              for k, v in variant.preview_inputs(64, preview_gen, preview_batches).items()}
 
-    step, batches_used, best, wall_before = 0, 0, {"score": math.inf, "step": -1}, 0.0
+    best: dict[str, Any] = {"score": math.inf, "step": -1, "scale": scorer.scale if scorer is not None else None}
+    step, batches_used, wall_before = 0, 0, 0.0
     history: list[str] = []  # the commands of every leg of a resumed run, in order, so it can be reproduced
     torch.manual_seed(cfg.seed * 1000 + rank)
     latest = ckpt_dir / "latest.pt"
@@ -268,6 +307,8 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
         command = command or (history[-1] if history else None)
         set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0], device)
         log.info("resumed from %s at step %d", latest, step)
+        if scorer is not None and rank == 0:
+            best = rescore_best(best, scorer, ckpt_dir)
     if rank == 0:
         (out / "samples").mkdir(parents=True, exist_ok=True)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -393,7 +434,7 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
                 if warning:
                     log.warning("step %d: possible mode collapse: %s", step, warning)
                 if score < best["score"]:
-                    best = {"score": score, "step": step}
+                    best = {"score": score, "step": step, "scale": scorer.scale}
             if world > 1:
                 box = [best]
                 torch.distributed.broadcast_object_list(box, 0)
