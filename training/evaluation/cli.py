@@ -179,7 +179,8 @@ def render_model_cards(pretrained: Path = PRETRAINED) -> str:
         lines += [table(rows), ""]
         from training.evaluation.suite import coverage_warning
 
-        warn = coverage_warning(m, int(c.get("num_classes") or 0) or 10 if "coverage_classes" in m else None)
+        k = int(c.get("num_classes") or m.get("coverage_of") or 10) if "coverage_classes" in m else None
+        warn = coverage_warning(m, k)
         if warn:
             lines += [f"> **Warning**: {warn}", ""]
     return "\n".join(lines)
@@ -197,7 +198,7 @@ def _cmd_onnx(a: argparse.Namespace) -> int:
         rows |= baselines_for(art.task, row["eval_dataset"], a.data_root, a.n, a.seed, art.image_size,
                               art.latent_dim or 8)
     print(table(rows))
-    k = art.num_classes or (10 if "coverage_classes" in row else None)
+    k = art.num_classes or (int(row.get("coverage_of") or 10) if "coverage_classes" in row else None)
     warn = coverage_warning(row, k)
     if warn:
         print(f"\nwarning: {warn}")

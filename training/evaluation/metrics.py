@@ -147,7 +147,8 @@ def mode_coverage(probs: Array, num_classes: int | None = None, confidence: floa
     ``coverage_classes``: classes receiving at least a tenth of the uniform share (1/(10K));
     ``coverage_min_share``: the rarest class's share (uniform: 1/K); ``coverage_entropy``: of
     the histogram, in nats (uniform: ln K); ``coverage_confident``: share of samples whose top
-    class probability exceeds ``confidence`` (a proxy for recognisable images)."""
+    class probability exceeds ``confidence`` (a proxy for recognisable images);
+    ``coverage_of``: K, which the other numbers are read against."""
     p = as_matrix(probs)
     k = num_classes or p.shape[1]
     hist = torch.bincount(p.argmax(1), minlength=k).double() / p.shape[0]
@@ -157,6 +158,7 @@ def mode_coverage(probs: Array, num_classes: int | None = None, confidence: floa
         "coverage_min_share": float(hist.min()),
         "coverage_entropy": max(0.0, float(-(nz * nz.log()).sum())),
         "coverage_confident": float((p.max(1).values > confidence).double().mean()),
+        "coverage_of": k,
     }
 
 
