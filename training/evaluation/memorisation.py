@@ -7,7 +7,10 @@ model never saw, so they set the distance that honest novelty has. A model that 
 its samples much closer (``ratio`` well under 1, ``copy_share`` high).
 
     python -m training.evaluation.memorisation ARTIFACT --dataset olivetti \\
-        --data-root ../shared/data/olivetti_faces [--n 1000] [--json out.json]
+        --data-root ../shared/data/olivetti_faces [--n 1000] [--json out.json] [--write]
+
+``--write`` adds the row to each artifact's card (``memorisation_ratio``, ``memorisation_copy_share``, ...)
+beside the suite's metrics, so the card of a model trained on a small set says whether it copies.
 """
 
 from __future__ import annotations
@@ -64,8 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=1000, help="samples per model (default 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the rows to this JSON file")
+    p.add_argument("--write", action="store_true", help="add the row to each card's metrics (memorisation_*)")
     a = p.parse_args(argv)
     rows = {str(d): evaluate_artifact(d, a.dataset, a.data_root, a.n, a.seed) for d in a.artifact}
+    if a.write:
+        from training.evaluation.cli import write_card_metrics
+
+        for d, row in rows.items():
+            card = json.loads((Path(d) / "card.json").read_text())
+            write_card_metrics(d, {**(card.get("metrics") or {}), **{f"memorisation_{k}": v for k, v in row.items()}})
     for d, row in rows.items():
         print(d, " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     if a.json:
