@@ -29,7 +29,7 @@ from serving import api, images  # noqa: E402
 OUT = REPO / "docs" / "images"
 PRETRAINED = REPO / "serving" / "pretrained"
 PHOTOS = REPO / "examples" / "photos"
-GRID_MODELS = ("dcgan", "cgan", "cgan-fashion", "stylegan", "aae")
+GRID_MODELS = ("dcgan", "cgan", "cgan-fashion", "stylegan", "aae", "stylegan-faces")
 TEST_PHOTOS = {  # two test photos per direction from ../shared/data/apple2orange
     "apple2orange": ["testA/n07740461_10080.jpg", "testA/n07740461_111.jpg"],
     "orange2apple": ["testB/n07749192_2570.jpg", "testB/n07749192_620.jpg"],
@@ -111,10 +111,36 @@ def interpolation_gif() -> None:
 
 
 def mixing_grid() -> None:
-    """GET /mix?model=stylegan&seeds=1,2,3,4,5&styles=6,7,8,9,10&crossover=3, 2x."""
-    m = api.load(PRETRAINED / "stylegan")
-    grid = m.mix([1, 2, 3, 4, 5], [6, 7, 8, 9, 10], crossover=MIX_CROSSOVER)
-    write(OUT / "stylegan-mix.png", images.encode_png(zoom(grid, 2)))
+    """GET /mix?model=M&seeds=1,2,3,4,5&styles=6,7,8,9,10&crossover=3, 2x, for both StyleGANs."""
+    for name in ("stylegan", "stylegan-faces"):
+        m = api.load(PRETRAINED / name)
+        grid = m.mix([1, 2, 3, 4, 5], [6, 7, 8, 9, 10], crossover=MIX_CROSSOVER)
+        write(OUT / f"{name}-mix.png", images.encode_png(zoom(grid, 2)))
+
+
+def truncation_strip() -> None:
+    """stylegan-faces at psi 1, 0.7, 0.4 (rows), seeds 0-7: GET /generate?model=stylegan-faces&n=8&psi=P, 2x."""
+    m = api.load(PRETRAINED / "stylegan-faces")
+    rows = np.concatenate([m.generate(n=8, seed=0, psi=p) for p in (1.0, 0.7, 0.4)])
+    write(OUT / "stylegan-faces-truncation.png", images.encode_png(zoom(api.grid(rows, 8), 2)))
+
+
+def nearest_faces(data: Path | None) -> None:
+    """Memorisation check as pictures: 12 stylegan-faces samples (seed 0, top row) over the
+    training face nearest to each in pixels (bottom row), 2x. Needs ``--data`` (the training
+    faces); without it the committed figure stays."""
+    if data is None or not (data / "olivetti_faces").is_dir():
+        return
+    from training.data import load_dataset  # the training loader: the same faces, the same split
+
+    m = api.load(PRETRAINED / "stylegan-faces")
+    train = load_dataset("olivetti", data / "olivetti_faces", "train", image_size=int(m.card["image_size"]))
+    faces = train.images.numpy().transpose(0, 2, 3, 1)  # uint8 NHWC, resized as for training
+    samples = m.generate(n=12, seed=0)
+    d = ((samples.reshape(12, 1, -1).astype(np.float64) - faces.reshape(1, len(faces), -1)) ** 2).sum(-1)
+    nearest = faces[d.argmin(1)]
+    write(OUT / "stylegan-faces-nearest.png", images.encode_png(zoom(api.grid(np.concatenate([samples, nearest]),
+                                                                               12), 2)))
 
 
 def quality_chart(plt) -> None:  # noqa: ANN001
@@ -256,6 +282,10 @@ CARD_FIGURES = {  # card.md of each shipped model -> (alt text, file in docs/ima
     "stylegan": [("64 samples, seed 0", "stylegan-grid.png"),
                  (f"style mixing, crossover {MIX_CROSSOVER}", "stylegan-mix.png")],
     "aae": [("64 decoder samples from the prior, seed 0", "aae-grid.png")],
+    "stylegan-faces": [("64 samples, seed 0", "stylegan-faces-grid.png"),
+                       ("truncation: psi 1, 0.7, 0.4 (rows), seeds 0-7", "stylegan-faces-truncation.png"),
+                       (f"style mixing, crossover {MIX_CROSSOVER}", "stylegan-faces-mix.png"),
+                       ("samples (top) over their nearest training faces (bottom)", "stylegan-faces-nearest.png")],
     "cyclegan": [(f"apple -> orange (top: input, bottom: output; size={TRANSLATE_SIZE})", "apple2orange.jpg"),
                  ("orange -> apple", "orange2apple.jpg")],
 }
@@ -301,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     strips(data)
     interpolation_gif()
     mixing_grid()
+    truncation_strip()
+    nearest_faces(args.data)
     quality_chart(plt)
     embed_curves_in_results(curve_figures(plt))
     embed_in_cards()
