@@ -233,3 +233,24 @@ def test_label_fidelity_and_reconstruction() -> None:
     codes = gauss(1000, 8, seed=28)
     assert abs(M.code_mmd(codes, gauss(1000, 8, seed=29))["code_mmd2"]) < 0.01
     assert M.code_mmd(torch.zeros(1000, 8), gauss(1000, 8, seed=29))["code_mmd2"] > 0.1
+
+
+def test_sharpness_ratio_orders_blur_and_keeps_identity() -> None:
+    """The Laplacian-variance ratio: 1 for the input itself, lower the coarser the working size
+    an image went through, above 1 for a sharpened image (the scale docs/RESULTS.md quotes)."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    x = F.avg_pool2d(torch.rand(6, 3, 128, 128, generator=g), 3, 1, 1)  # detail at every scale
+
+    def through(t: torch.Tensor, size: int) -> torch.Tensor:
+        down = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return F.interpolate(down, size=t.shape[-2:], mode="bilinear", align_corners=False)
+
+    assert M.sharpness_ratio(x.clone(), x)["sharpness"] == pytest.approx(1.0)
+    r32, r64 = (M.sharpness_ratio(through(x, s), x)["sharpness"] for s in (32, 64))
+    assert r32 < r64 < 0.5
+    sharpened = x + 0.5 * (x - F.avg_pool2d(x, 3, 1, 1))
+    assert M.sharpness_ratio(sharpened, x)["sharpness"] > 1.2
+    grey = M.laplacian_variance(x[:, :1])
+    assert grey.shape == (6,) and bool((grey > 0).all())

@@ -79,7 +79,12 @@ def clean(row: dict[str, Any]) -> dict[str, Any]:
 def evaluate_artifact(path: str | Path, dataset: str | None, data_root: str | Path, n: int = 10000,
                       seed: int = 0, threads: int = 1) -> dict[str, Any]:
     from training.evaluation.onnx_models import OnnxArtifact
-    from training.evaluation.suite import evaluate_generator, evaluate_reconstruction, evaluate_translation
+    from training.evaluation.suite import (
+        evaluate_generator,
+        evaluate_reconstruction,
+        evaluate_translation,
+        evaluate_translation_at,
+    )
 
     art = OnnxArtifact(path, threads=threads)
     ds = dataset or str(art.card.get("dataset") or "")
@@ -88,6 +93,7 @@ def evaluate_artifact(path: str | Path, dataset: str | None, data_root: str | Pa
     row: dict[str, Any] = {}
     if art.task == "translate":
         row |= evaluate_translation(art.a2b, art.b2a, data_root, image_size=art.image_size, seed=seed)
+        row |= evaluate_translation_at(art.a2b, art.b2a, data_root, seed=seed)
     else:
         if art.task == "reconstruct":
             row |= evaluate_reconstruction(art.encode, art.decode, ds, data_root, art.image_size, seed=seed)

@@ -448,7 +448,7 @@ def _unpaired(data_root: str | Path, split: str, size: int) -> UnpairedData:
 
 def _domain_rows(clf: TrainedClassifier, data_root: str | Path, to_b: torch.Tensor, to_a: torch.Tensor,
                  seed: int) -> dict[str, float]:
-    """Domain shares and KID of translated images against the other domain's train images."""
+    """Domain shares, KID and FID of translated images against the other domain's train images."""
     train = _unpaired(data_root, "train", clf.image_size)
     ref_a_key, ref_b_key = ("feat_a", str(data_root), clf.path), ("feat_b", str(data_root), clf.path)
     if ref_b_key not in _REFS:
@@ -462,6 +462,8 @@ def _domain_rows(clf: TrainedClassifier, data_root: str | Path, to_b: torch.Tens
         f"b2a_is_{a}": float((pa.argmax(1) == 0).double().mean()),
         "kid_a2b": M.kid(fb, _REFS[ref_b_key], num_subsets=50, seed=seed)["kid"],
         "kid_b2a": M.kid(fa, _REFS[ref_a_key], num_subsets=50, seed=seed)["kid"],
+        "fid_a2b": M.fid(fb, _REFS[ref_b_key])["fid"],
+        "fid_b2a": M.fid(fa, _REFS[ref_a_key])["fid"],
     }
 
 
@@ -494,13 +496,44 @@ def evaluate_translation(
     return out
 
 
+TRANSLATE_SIZE = 256  # the working size /translate uses on the 256-px test photos (serving/runtime.py)
+
+
+def evaluate_translation_at(
+    a2b: ImageFn,
+    b2a: ImageFn,
+    data_root: str | Path,
+    size: int = TRANSLATE_SIZE,
+    seed: int = 0,
+    classifier: TrainedClassifier | None = None,
+    cache: str | Path | None = None,
+) -> dict[str, float]:
+    """What ``/translate`` returns for the test photos at ``size`` px (the graphs are fully
+    convolutional): the domain shares and the KID and FID against the other domain's train photos
+    (the classifier's features; it resizes to its own size), and the sharpness ratio of output
+    over input at ``size`` (``metrics.sharpness_ratio``). Keys end in ``_<size>``."""
+    test = _unpaired(data_root, "test", size)
+    clf = classifier or get_classifier("unpaired", data_root, cache=cache)
+    xa, xb = to_float(test.a.images), to_float(test.b.images)
+    fa2b = _apply(a2b, xa, 4).clamp(-1, 1)
+    fb2a = _apply(b2a, xb, 4).clamp(-1, 1)
+    rows = _domain_rows(clf, data_root, fa2b, fb2a, seed)
+    sa, sb = M.sharpness_ratio(fa2b, xa), M.sharpness_ratio(fb2a, xb)
+    rows |= {"sharpness_a2b": sa["sharpness"], "sharpness_b2a": sb["sharpness"],
+             "sharpness_q25_a2b": sa["sharpness_q25"], "sharpness_q25_b2a": sb["sharpness_q25"]}
+    out: dict[str, float] = {f"n_test_a_{size}": len(xa), f"n_test_b_{size}": len(xb)}
+    out |= {f"{k}_{size}": v for k, v in rows.items()}
+    return out
+
+
 def evaluate_translation_baselines(
     data_root: str | Path, image_size: int = 64, seed: int = 0, **kwargs: Any
 ) -> dict[str, dict[str, float]]:
     """Scale rows: the identity "translation" (nothing changes: cycle and identity L1 are 0,
     the domain shares are the classifier's error rates) and real test images of the target
     domain in place of translations (domain shares = classifier accuracy, KID = the real
-    test-vs-train gap; no cycle/identity numbers)."""
+    test-vs-train gap; no cycle/identity numbers), both also at ``TRANSLATE_SIZE`` (``*_256``
+    keys); and the sharpness ratio of the input resized through 64, 128 and 192 px and back."""
     rows = {"identity (no change)": evaluate_translation(lambda x: x, lambda x: x, data_root, image_size, seed,
                                                          **kwargs)}
     test = _unpaired(data_root, "test", image_size)
@@ -508,4 +541,16 @@ def evaluate_translation_baselines(
     real = {"n_test_a": len(test.a), "n_test_b": len(test.b), "classifier_test_acc": clf.test_accuracy}
     real |= _domain_rows(clf, data_root, to_float(test.b.images), to_float(test.a.images), seed)
     rows["real: other domain's test images"] = real
+    # at /translate's working size: the identity and the real rows again (keys ``*_256``), and the
+    # input resized down and back up (the scale of the sharpness ratio)
+    big = TRANSLATE_SIZE
+    rows["identity (no change)"] |= evaluate_translation_at(lambda x: x, lambda x: x, data_root, big, seed, **kwargs)
+    test_big = _unpaired(data_root, "test", big)
+    real_big = _domain_rows(clf, data_root, to_float(test_big.b.images), to_float(test_big.a.images), seed)
+    real |= {f"{k}_{big}": v for k, v in real_big.items()}
+    for through in (64, 128, 192):
+        def blur(x: torch.Tensor, t: int = through) -> torch.Tensor:
+            return resize(resize(x, t), x.shape[-1])
+        row = evaluate_translation_at(blur, blur, data_root, big, seed, **kwargs)
+        rows[f"input through {through} px and back"] = {k: v for k, v in row.items() if "sharpness" in k}
     return rows
