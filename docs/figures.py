@@ -35,7 +35,9 @@ TEST_PHOTOS = {  # two test photos per direction from ../shared/data/apple2orang
     "orange2apple": ["testB/n07749192_2570.jpg", "testB/n07749192_620.jpg"],
 }
 SHIPPED = {"apple2orange": PHOTOS / "apple.jpg", "orange2apple": PHOTOS / "orange.jpg"}
-TRANSLATE_SIZE = 128  # working resolution: visibly sharper than the model's 64, less patchy than 256
+TRANSLATE_SIZE = 256  # working resolution: /translate's default for the 256-px test photos
+STRIP_CELL = 192  # px per photo in the strips (keeps each JPEG under MAX_BYTES)
+WORK_SIZES = (64, 128, 256)  # the working sizes the size strip compares
 MIX_CROSSOVER = 3
 MAX_BYTES = 200_000
 
@@ -82,7 +84,7 @@ def class_rows(plt) -> None:  # noqa: ANN001
 
 
 def strips(data: Path | None) -> None:
-    """Input photos above their translations (size=128), one strip per direction, as JPEG."""
+    """Input photos above their translations (size=256), one strip per direction, as JPEG."""
     m = api.load(PRETRAINED / "cyclegan")
     for direction, names in TEST_PHOTOS.items():
         files = [SHIPPED[direction]]
@@ -90,15 +92,31 @@ def strips(data: Path | None) -> None:
             files += [data / "apple2orange" / n for n in names]
         cells = []
         for f in files:
-            src = np.asarray(Image.open(f).convert("RGB").resize((128, 128), Image.Resampling.BICUBIC))
-            out = m.translate(f, direction, TRANSLATE_SIZE)
-            dst = np.asarray(Image.fromarray(out).resize((128, 128), Image.Resampling.BICUBIC))
-            cells.append((src, dst))
+            src = cell(np.asarray(Image.open(f).convert("RGB")))
+            cells.append((src, cell(m.translate(f, direction, TRANSLATE_SIZE))))
         tiles = np.stack([c[0] for c in cells] + [c[1] for c in cells])
-        strip = images.make_grid(tiles, len(cells), pad_value=255)
-        buf = io.BytesIO()
-        Image.fromarray(strip).save(buf, format="JPEG", quality=88, optimize=True)
-        write(OUT / f"{direction}.jpg", buf.getvalue())
+        jpeg(OUT / f"{direction}.jpg", images.make_grid(tiles, len(cells), pad_value=255))
+
+
+def cell(arr: np.ndarray, size: int = STRIP_CELL) -> np.ndarray:
+    return np.asarray(Image.fromarray(arr).resize((size, size), Image.Resampling.BICUBIC))
+
+
+def jpeg(path: Path, arr: np.ndarray) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=88, optimize=True)
+    write(path, buf.getvalue())
+
+
+def size_strip(models: dict[str, Path], name: str) -> None:
+    """The shipped apple photo through each model at the working sizes ``size=64, 128, 256``
+    (one row per model: the input, then the outputs, each shown at 192 px)."""
+    rows = []
+    for path in models.values():
+        m = api.load(path)
+        src = np.asarray(Image.open(SHIPPED["apple2orange"]).convert("RGB"))
+        rows += [cell(src)] + [cell(m.translate(SHIPPED["apple2orange"], "apple2orange", s)) for s in WORK_SIZES]
+    jpeg(OUT / name, images.make_grid(np.stack(rows), 1 + len(WORK_SIZES), pad_value=255))
 
 
 def interpolation_gif() -> None:
@@ -287,7 +305,8 @@ CARD_FIGURES = {  # card.md of each shipped model -> (alt text, file in docs/ima
                        (f"style mixing, crossover {MIX_CROSSOVER}", "stylegan-faces-mix.png"),
                        ("samples (top) over their nearest training faces (bottom)", "stylegan-faces-nearest.png")],
     "cyclegan": [(f"apple -> orange (top: input, bottom: output; size={TRANSLATE_SIZE})", "apple2orange.jpg"),
-                 ("orange -> apple", "orange2apple.jpg")],
+                 ("orange -> apple", "orange2apple.jpg"),
+                 ("input, then size=64, 128, 256", "cyclegan-sizes.jpg")],
 }
 BEGIN, END = "<!-- figures: make figures -->", "<!-- /figures -->"
 
@@ -316,6 +335,8 @@ def embed_in_cards() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="../shared/data: adds two test photos per translation strip")
+    parser.add_argument("--before", type=Path, help="an earlier cyclegan artifact: also writes "
+                        "cyclegan-before-after.jpg, its row above the shipped model's")
     args = parser.parse_args(argv)
     data = args.data if args.data and (args.data / "apple2orange").is_dir() else None
     if args.data and data is None:
@@ -329,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     sample_grids()
     class_rows(plt)
     strips(data)
+    size_strip({"shipped": PRETRAINED / "cyclegan"}, "cyclegan-sizes.jpg")
+    if args.before:
+        size_strip({"before": args.before, "shipped": PRETRAINED / "cyclegan"}, "cyclegan-before-after.jpg")
     interpolation_gif()
     mixing_grid()
     truncation_strip()

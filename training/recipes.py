@@ -45,8 +45,10 @@ RECIPES: dict[str, tuple[str, str | tuple[str, ...]]] = {
         "--r1-weight 10 --lr-decay-start 45000 --eval-every 500 --sample-every 500 --ckpt-every 500 "
         "--model style_mixing=0",
     )),
-    "cyclegan": ("apple2orange", "cyclegan --data unpaired --loss lsgan --pool-size 50 --image-size 64 --batch-size 1 "
-                 "--steps 3500 --lr-decay-start 1750 --ema-decay 0.998 --model ngf=24 --model n_blocks=5 "
+    # trained at 128 px (issue 17: /translate works at up to 256 px, where a 64-px model's receptive
+    # field sees only texture); the 64-px recipe was --image-size 64 --steps 3500 --lr-decay-start 1750
+    "cyclegan": ("apple2orange", "cyclegan --data unpaired --loss lsgan --pool-size 50 --image-size 128 --batch-size 1 "
+                 "--steps 5000 --lr-decay-start 2500 --ema-decay 0.998 --model ngf=24 --model n_blocks=5 "
                  "--sample-every 250 --ckpt-every 250"),
     # the StyleGAN-style generator on 256 faces (32 people x 8; 2 per person held out): DiffAugment
     # (training/augment.py) on everything D sees keeps D from learning the faces by heart. The
