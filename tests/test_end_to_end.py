@@ -99,7 +99,7 @@ def test_shipped_cyclegan_turns_a_real_test_apple_into_an_orange(served):
 
 def test_shipped_cyclegan_keeps_the_detail_of_a_256px_photo(served):
     """By default /translate works at the photo's own 256 px: the output keeps its detail
-    (variance of the Laplacian, output over input, median of 4 test photos each way >= 0.25, the
+    (variance of the Laplacian, output over input, median of 16 test photos each way >= 0.25, the
     issue-17 goal; a photo through 64 px and back scores 0.03) and is the other fruit."""
     served, _home = served
     import torch
@@ -111,7 +111,7 @@ def test_shipped_cyclegan_keeps_the_detail_of_a_256px_photo(served):
     clf = get_domain_classifier(root)
     for folder, direction, target in (("testA", "apple2orange", 1), ("testB", "orange2apple", 0)):
         ins, outs = [], []
-        for photo in sorted((root / folder).glob("*.jpg"))[:4]:
+        for photo in sorted((root / folder).glob("*.jpg"))[:16]:
             r = httpx.post(f"{served}/translate", params={"direction": direction}, content=photo.read_bytes(),
                            headers={"content-type": "image/jpeg"}, timeout=60)
             assert r.status_code == 200, r.text
