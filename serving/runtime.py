@@ -720,7 +720,9 @@ class GanModel:
             )
         pw, ph = images.padded_size(ww, wh, 4, self.image_size)
         if pw * ph > self.max_work_pixels:
-            hint = f": lower size= (at most {self._largest_size(w, h)} for a {w}x{h} image)"
+            largest = self._largest_size(w, h)
+            hint = (f": lower size= (at most {largest} for a {w}x{h} image)" if largest else
+                    f": no size= fits, the working image is padded to the model's {self.image_size} px per side")
             raise too_large(f"working image would be {pw}x{ph}", pw * ph, self.max_work_pixels,
                             "GANZOO_MAX_WORK_PIXELS", hint)
         rgb = images.to_mode(img, 3)

@@ -23,8 +23,10 @@ SOAK_S, SOAK_CONCURRENCY, RSS_GROWTH_MIB = 30.0, 16, 96  # the bound: 96 MiB ove
 
 def test_a_fuzz_run_of_the_openapi_document_finds_no_server_error(serving_server, tmp_path: Path):
     exe = Path(sys.executable).with_name("schemathesis")
+    # one worker: with two threads, hypothesis' ast.parse of its filter lambdas can hit CPython 3.11's
+    # "AST constructor recursion depth mismatch" (python/cpython#106905), a crash of the tool, not the server
     cmd = [str(exe), "run", f"{serving_server.url}/docs.json", "--checks", "not_a_server_error",
-           "--max-examples", "15", "--workers", "2", "--seed", "1", "--request-timeout", "30"]
+           "--max-examples", "15", "--workers", "1", "--seed", "1", "--request-timeout", "30"]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "HOME": str(tmp_path)}
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]

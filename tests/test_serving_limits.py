@@ -123,21 +123,25 @@ def test_padding_up_to_a_minimum():
 
 def test_working_pixels_are_capped_with_the_setting_named(cyclegan: GanModel):
     img = Image.new("RGB", (400, 200))
-    cyclegan.max_work_pixels = 8000
+    assert cyclegan.image_size == 128  # the working image is padded to at least 128 px per side
+    cyclegan.max_work_pixels = 20_000
     try:
         with pytest.raises(ServingError) as e:
             cyclegan.translate(img, "apple2orange", 128)  # working image 256x128 = 32768 pixels
         assert e.value.status == 413
-        assert "working image would be 256x128 = 32768 pixels, over the limit of 8000" in e.value.message
+        assert "working image would be 256x128 = 32768 pixels, over the limit of 20000" in e.value.message
         assert "GANZOO_MAX_WORK_PIXELS" in e.value.message
-        assert e.value.detail == {"pixels": 32768, "limit": 8000, "setting": "GANZOO_MAX_WORK_PIXELS"}
+        assert e.value.detail == {"pixels": 32768, "limit": 20_000, "setting": "GANZOO_MAX_WORK_PIXELS"}
         hint = int(e.value.message.rsplit("at most ", 1)[1].split()[0])
-        assert hint == 62  # 124x62, padded to 124x64 = 7936; 63 pads to 128x64 = 8192
+        assert hint == 78  # 156x78, padded to 156x128 = 19968; 79 pads to 160x128 = 20480
         assert cyclegan.translate(img, "apple2orange", hint).size == (400, 200)  # the hinted size fits
         with pytest.raises(ServingError, match="GANZOO_MAX_WORK_PIXELS"):
             cyclegan.translate(img, "apple2orange", hint + 1)
         with pytest.raises(ServingError, match="working image would be 512x256 = 131072"):  # default: up to 256
             cyclegan.translate(Image.new("RGB", (4000, 2000)), "apple2orange")
+        cyclegan.max_work_pixels = 8000  # under the model's own 128x128: no size fits, and the error says why
+        with pytest.raises(ServingError, match="no size= fits, the working image is padded to the model's 128 px"):
+            cyclegan.translate(img, "apple2orange", 64)
     finally:
         cyclegan.max_work_pixels = Settings.max_work_pixels
 
