@@ -34,6 +34,11 @@ def test_registered_and_describes_its_classes():
     assert registry.get_variant("cgan") is CGAN
     v = tiny()
     assert v.task == "generate" and v.num_classes == 10 and v.classes == [str(i) for i in range(10)]
+    from training.data import FASHION_CLASSES
+
+    named = CGAN(CGAN.Config(**TINY), DataInfo(channels=1, num_classes=10, name="fashion_mnist",
+                                                classes=tuple(FASHION_CLASSES)))
+    assert named.classes == FASHION_CLASSES  # the card and /models carry the dataset's names
 
 
 def test_shapes_and_label_conditioning():

@@ -96,7 +96,8 @@ class CGAN(Variant):
 
     @property
     def classes(self) -> list[str]:
-        return [str(i) for i in range(self.num_classes)]
+        """The dataset's class names (Fashion-MNIST's "T-shirt/top", ...); indices when it has none."""
+        return super().classes or [str(i) for i in range(self.num_classes)]
 
     def build(self) -> dict[str, nn.Module]:
         c = self.config
