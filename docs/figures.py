@@ -146,7 +146,7 @@ def truncation_strip() -> None:
 def nearest_faces(data: Path | None) -> None:
     """Memorisation check as pictures: 12 stylegan-faces samples (seed 0, top row) over the
     training face nearest to each in pixels (bottom row), 2x. Needs ``--data`` (the training
-    faces); without it the committed figure stays."""
+    faces). The file holds dataset images, so it is git-ignored, never committed."""
     if data is None or not (data / "olivetti_faces").is_dir():
         return
     from training.data import load_dataset  # the training loader: the same faces, the same split
@@ -302,8 +302,7 @@ CARD_FIGURES = {  # card.md of each shipped model -> (alt text, file in docs/ima
     "aae": [("64 decoder samples from the prior, seed 0", "aae-grid.png")],
     "stylegan-faces": [("64 samples, seed 0", "stylegan-faces-grid.png"),
                        ("truncation: psi 1, 0.7, 0.4 (rows), seeds 0-7", "stylegan-faces-truncation.png"),
-                       (f"style mixing, crossover {MIX_CROSSOVER}", "stylegan-faces-mix.png"),
-                       ("samples (top) over their nearest training faces (bottom)", "stylegan-faces-nearest.png")],
+                       (f"style mixing, crossover {MIX_CROSSOVER}", "stylegan-faces-mix.png")],
     "cyclegan": [(f"apple -> orange (top: input, bottom: output; size={TRANSLATE_SIZE})", "apple2orange.jpg"),
                  ("orange -> apple", "orange2apple.jpg"),
                  ("input, then size=64, 128, 256", "cyclegan-sizes.jpg")],
