@@ -24,7 +24,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from serving import api, images  # noqa: E402
+from serving import api, images, runtime  # noqa: E402
 
 OUT = REPO / "docs" / "images"
 PRETRAINED = REPO / "serving" / "pretrained"
@@ -35,7 +35,7 @@ TEST_PHOTOS = {  # two test photos per direction from ../shared/data/apple2orang
     "orange2apple": ["testB/n07749192_2570.jpg", "testB/n07749192_620.jpg"],
 }
 SHIPPED = {"apple2orange": PHOTOS / "apple.jpg", "orange2apple": PHOTOS / "orange.jpg"}
-TRANSLATE_SIZE = 256  # working resolution: /translate's default for the 256-px test photos
+TRANSLATE_SIZE = runtime.TRANSLATE_SIZE  # /translate's default working size for the 256-px test photos
 STRIP_CELL = 192  # px per photo in the strips (keeps each JPEG under MAX_BYTES)
 WORK_SIZES = (64, 128, 256)  # the working sizes the size strip compares
 MIX_CROSSOVER = 3

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from serving.runtime import TRANSLATE_SIZE  # /translate's default working size, up to the input's own
 from training.data import ImageData, UnpairedData, load_dataset, to_float
 from training.evaluation import metrics as M
 from training.evaluation.classifier import TrainedClassifier, canonical_name, get_classifier
@@ -496,9 +497,6 @@ def evaluate_translation(
     return out
 
 
-TRANSLATE_SIZE = 256  # the working size /translate uses on the 256-px test photos (serving/runtime.py)
-
-
 def evaluate_translation_at(
     a2b: ImageFn,
     b2a: ImageFn,
@@ -548,9 +546,11 @@ def evaluate_translation_baselines(
     test_big = _unpaired(data_root, "test", big)
     real_big = _domain_rows(clf, data_root, to_float(test_big.b.images), to_float(test_big.a.images), seed)
     real |= {f"{k}_{big}": v for k, v in real_big.items()}
+    xa, xb = to_float(test_big.a.images), to_float(test_big.b.images)
     for through in (64, 128, 192):
-        def blur(x: torch.Tensor, t: int = through) -> torch.Tensor:
-            return resize(resize(x, t), x.shape[-1])
-        row = evaluate_translation_at(blur, blur, data_root, big, seed, **kwargs)
-        rows[f"input through {through} px and back"] = {k: v for k, v in row.items() if "sharpness" in k}
+        row: dict[str, float] = {}
+        for key, x in (("a2b", xa), ("b2a", xb)):
+            r = M.sharpness_ratio(resize(resize(x, through), big), x)
+            row |= {f"sharpness_{key}_{big}": r["sharpness"], f"sharpness_q25_{key}_{big}": r["sharpness_q25"]}
+        rows[f"input through {through} px and back"] = row
     return rows
