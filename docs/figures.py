@@ -29,7 +29,8 @@ from serving import api, images, runtime  # noqa: E402
 OUT = REPO / "docs" / "images"
 PRETRAINED = REPO / "serving" / "pretrained"
 PHOTOS = REPO / "examples" / "photos"
-GRID_MODELS = ("dcgan", "cgan", "cgan-fashion", "stylegan", "aae", "stylegan-faces")
+GRID_MODELS = ("dcgan", "cgan", "cgan-fashion", "stylegan", "aae", "stylegan-faces", "stylegan-cifar10")
+STYLEGANS = ("stylegan", "stylegan-faces", "stylegan-cifar10")  # mixing grids; the last two get truncation strips
 TEST_PHOTOS = {  # two test photos per direction from ../shared/data/apple2orange
     "apple2orange": ["testA/n07740461_10080.jpg", "testA/n07740461_111.jpg"],
     "orange2apple": ["testB/n07749192_2570.jpg", "testB/n07749192_620.jpg"],
@@ -58,7 +59,9 @@ def sample_grids() -> None:
     """64 samples of seed 0 per generating model: GET /generate?model=M&n=64&seed=0, 2x."""
     for name in GRID_MODELS:
         m = api.load(PRETRAINED / name)
-        write(OUT / f"{name}-grid.png", images.encode_png(zoom(api.grid(m.generate(n=64, seed=0)), 2)))
+        tiles = m.generate(n=64, seed=0)
+        factor = 1 if tiles.shape[-1] == 3 else 2  # a 2x colour grid is over the 200 kB image budget
+        write(OUT / f"{name}-grid.png", images.encode_png(zoom(api.grid(tiles), factor)))
 
 
 def class_rows(plt) -> None:  # noqa: ANN001
@@ -130,17 +133,18 @@ def interpolation_gif() -> None:
 
 def mixing_grid() -> None:
     """GET /mix?model=M&seeds=1,2,3,4,5&styles=6,7,8,9,10&crossover=3, 2x, for both StyleGANs."""
-    for name in ("stylegan", "stylegan-faces"):
+    for name in STYLEGANS:
         m = api.load(PRETRAINED / name)
         grid = m.mix([1, 2, 3, 4, 5], [6, 7, 8, 9, 10], crossover=MIX_CROSSOVER)
         write(OUT / f"{name}-mix.png", images.encode_png(zoom(grid, 2)))
 
 
 def truncation_strip() -> None:
-    """stylegan-faces at psi 1, 0.7, 0.4 (rows), seeds 0-7: GET /generate?model=stylegan-faces&n=8&psi=P, 2x."""
-    m = api.load(PRETRAINED / "stylegan-faces")
-    rows = np.concatenate([m.generate(n=8, seed=0, psi=p) for p in (1.0, 0.7, 0.4)])
-    write(OUT / "stylegan-faces-truncation.png", images.encode_png(zoom(api.grid(rows, 8), 2)))
+    """The faces and CIFAR-10 StyleGANs at psi 1, 0.7, 0.4 (rows), seeds 0-7: GET /generate?model=M&n=8&psi=P, 2x."""
+    for name in STYLEGANS[1:]:
+        m = api.load(PRETRAINED / name)
+        rows = np.concatenate([m.generate(n=8, seed=0, psi=p) for p in (1.0, 0.7, 0.4)])
+        write(OUT / f"{name}-truncation.png", images.encode_png(zoom(api.grid(rows, 8), 2)))
 
 
 def nearest_faces(data: Path | None) -> None:
@@ -303,6 +307,9 @@ CARD_FIGURES = {  # card.md of each shipped model -> (alt text, file in docs/ima
     "stylegan-faces": [("64 samples, seed 0", "stylegan-faces-grid.png"),
                        ("truncation: psi 1, 0.7, 0.4 (rows), seeds 0-7", "stylegan-faces-truncation.png"),
                        (f"style mixing, crossover {MIX_CROSSOVER}", "stylegan-faces-mix.png")],
+    "stylegan-cifar10": [("64 samples, seed 0", "stylegan-cifar10-grid.png"),
+                         ("truncation: psi 1, 0.7, 0.4 (rows), seeds 0-7", "stylegan-cifar10-truncation.png"),
+                         (f"style mixing, crossover {MIX_CROSSOVER}", "stylegan-cifar10-mix.png")],
     "cyclegan": [(f"apple -> orange (top: input, bottom: output; size={TRANSLATE_SIZE})", "apple2orange.jpg"),
                  ("orange -> apple", "orange2apple.jpg"),
                  ("input, then size=64, 128, 256", "cyclegan-sizes.jpg")],
