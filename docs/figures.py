@@ -30,7 +30,8 @@ OUT = REPO / "docs" / "images"
 PRETRAINED = REPO / "serving" / "pretrained"
 PHOTOS = REPO / "examples" / "photos"
 GRID_MODELS = ("dcgan", "cgan", "cgan-fashion", "stylegan", "aae", "stylegan-faces", "stylegan-cifar10")
-STYLEGANS = ("stylegan", "stylegan-faces", "stylegan-cifar10")  # mixing grids; the last two get truncation strips
+STYLEGANS = ("stylegan", "stylegan-faces", "stylegan-cifar10")  # style-mixing grids
+TRUNCATED = ("stylegan-faces", "stylegan-cifar10")  # truncation strips
 TEST_PHOTOS = {  # two test photos per direction from ../shared/data/apple2orange
     "apple2orange": ["testA/n07740461_10080.jpg", "testA/n07740461_111.jpg"],
     "orange2apple": ["testB/n07749192_2570.jpg", "testB/n07749192_620.jpg"],
@@ -56,7 +57,7 @@ def write(path: Path, data: bytes) -> None:
 
 
 def sample_grids() -> None:
-    """64 samples of seed 0 per generating model: GET /generate?model=M&n=64&seed=0, 2x."""
+    """64 samples of seed 0 per generating model: GET /generate?model=M&n=64&seed=0, 2x (colour 1x)."""
     for name in GRID_MODELS:
         m = api.load(PRETRAINED / name)
         tiles = m.generate(n=64, seed=0)
@@ -132,7 +133,7 @@ def interpolation_gif() -> None:
 
 
 def mixing_grid() -> None:
-    """GET /mix?model=M&seeds=1,2,3,4,5&styles=6,7,8,9,10&crossover=3, 2x, for both StyleGANs."""
+    """GET /mix?model=M&seeds=1,2,3,4,5&styles=6,7,8,9,10&crossover=3, 2x, for every shipped StyleGAN."""
     for name in STYLEGANS:
         m = api.load(PRETRAINED / name)
         grid = m.mix([1, 2, 3, 4, 5], [6, 7, 8, 9, 10], crossover=MIX_CROSSOVER)
@@ -141,7 +142,7 @@ def mixing_grid() -> None:
 
 def truncation_strip() -> None:
     """The faces and CIFAR-10 StyleGANs at psi 1, 0.7, 0.4 (rows), seeds 0-7: GET /generate?model=M&n=8&psi=P, 2x."""
-    for name in STYLEGANS[1:]:
+    for name in TRUNCATED:
         m = api.load(PRETRAINED / name)
         rows = np.concatenate([m.generate(n=8, seed=0, psi=p) for p in (1.0, 0.7, 0.4)])
         write(OUT / f"{name}-truncation.png", images.encode_png(zoom(api.grid(rows, 8), 2)))
