@@ -70,3 +70,31 @@ def test_wgan_gp_discriminator_includes_the_penalty():
 def test_unknown_loss_is_rejected():
     with pytest.raises(ValueError, match="unknown loss"):
         AdversarialLoss("minimax-ish")
+
+
+def test_top_k_keeps_the_fakes_d_scores_most_real_and_drops_the_rest():
+    # Sinha et al. 2020: with top_k 0.5 of 4 fakes, only the two D rates highest move G
+    f = logits(3.0, -2.0, 1.0, -5.0)
+    loss = AdversarialLoss("nonsaturating", top_k=0.5)
+    value = loss.generator(f)
+    assert value.item() == pytest.approx((math.log1p(math.exp(-3.0)) + math.log1p(math.exp(-1.0))) / 2)
+    value.backward()
+    assert f.grad[1].item() == 0.0 and f.grad[3].item() == 0.0
+    assert f.grad[0].item() < 0 and f.grad[2].item() < 0
+
+
+def test_top_k_ranks_patchgan_maps_by_their_mean_and_rounds_up():
+    # 3 samples of 2x2 patch logits; ceil(0.5 * 3) = 2 whole samples kept: the 1st and 3rd by mean
+    f = torch.tensor([[[[1.0, 1.0], [1.0, 1.0]]], [[[9.0, -9.0], [-9.0, -9.0]]], [[[0.5, 0.5], [0.5, 0.5]]]],
+                     requires_grad=True)
+    AdversarialLoss("lsgan", top_k=0.5).generator(f).backward()
+    assert f.grad[1].abs().sum().item() == 0.0
+    assert f.grad[0].abs().sum().item() == 0.0  # lsgan: logit 1 is G's target, zero gradient
+    assert (f.grad[2] < 0).all()
+
+
+def test_top_k_of_one_is_the_plain_loss_and_out_of_range_is_refused():
+    f = logits(3.0, -2.0)
+    assert AdversarialLoss(top_k=1.0).generator(f).item() == pytest.approx(AdversarialLoss().generator(f).item())
+    with pytest.raises(ValueError, match="top_k"):
+        AdversarialLoss(top_k=0.0)

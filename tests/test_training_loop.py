@@ -189,3 +189,11 @@ def test_a_collapsed_generator_triggers_the_coverage_warning(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="ganzoo.train"):
         train(cfg, progress=False)
     assert any("possible mode collapse" in r.getMessage() and "classes" in r.getMessage() for r in caplog.records)
+
+
+def test_top_k_ramps_from_the_whole_batch_to_its_floor_and_is_logged(tmp_path):
+    train(tiny_cfg(tmp_path, 6, top_k=0.5, top_k_ramp=4), progress=False)
+    rows = (r.split(",") for r in (tmp_path / "metrics.csv").read_text().splitlines()[1:])
+    kept = {int(s): float(v) for s, n, v in rows if n == "top_k"}
+    # logged after the step: step 1 ran with the whole batch, step 3 halfway, steps 5 and 6 at the floor
+    assert kept == {1: 1.0, 2: 0.875, 3: 0.75, 4: 0.625, 5: 0.5, 6: 0.5}

@@ -38,6 +38,10 @@ class TrainConfig(BaseModel):
     loss: LossName = Field("nonsaturating", description="adversarial loss: " + ", ".join(LOSSES))
     gp_weight: float = Field(10.0, ge=0, description="gradient-penalty weight (wgan-gp only)")
     r1_weight: float = Field(0.0, ge=0, description="R1 penalty weight on real images (0 = off)")
+    top_k: float = Field(1.0, gt=0, le=1, description="Sinha et al. 2020: G's loss keeps only this fraction of "
+                         "its fakes, those D scores most real (1 = all)")
+    top_k_ramp: int = Field(0, ge=0, description="steps over which the kept fraction falls linearly from 1 to "
+                            "--top-k (0 = --top-k from the start)")
     pool_size: int = Field(0, ge=0, description="image pool of past fakes per discriminator (0 = off)")
     augment: str = Field("", description="DiffAugment policies for every image a discriminator sees (reals and "
                          "fakes, G step too), comma-separated: color, translation, cutout (empty = off)")

@@ -157,6 +157,13 @@ def lr_factor(step: int, total: int, decay_start: int | None) -> float:
     return max(0.0, 1.0 - (step - decay_start) / max(1, total - decay_start))
 
 
+def top_k_fraction(step: int, floor: float, ramp: int) -> float:
+    """The share of fakes G's loss keeps at ``step``: 1, falling linearly to ``floor`` over ``ramp`` steps."""
+    if ramp <= 0 or step >= ramp:
+        return floor
+    return 1.0 - (1.0 - floor) * step / ramp
+
+
 class KeepBestScorer:
     """The cheap keep-best metric (``quick_score``, lower is better) of the EMA generator.
 
@@ -263,7 +270,7 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     opts = make_optimizers(variant, nets, cfg, scaler)
     # taken before a checkpoint restores the decayed rates, so a resumed run follows cfg's schedule
     base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in opts.items()}
-    loss = AdversarialLoss(cfg.loss, cfg.gp_weight, cfg.r1_weight)
+    loss = AdversarialLoss(cfg.loss, cfg.gp_weight, cfg.r1_weight, cfg.top_k)
     pools: dict[str, ImagePool] = {}
     pipe = augment.from_config(cfg)  # None unless --augment
     # what train_step sees: discriminators wrapped to augment their image input; ``nets`` stays
@@ -401,9 +408,12 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
         for k, o in opts.items():
             for g, lr in zip(o.param_groups, base_lrs[k], strict=True):
                 g["lr"] = lr * factor
+        loss.top_k = top_k_fraction(step, cfg.top_k, cfg.top_k_ramp)
         ctx = StepContext(step_nets, opts, loss, step, cfg.d_steps, fetch, replay, device, scale)
         with precision.autocast(), penalty_scaler(scaler):
             logs = run_step(ctx)
+        if cfg.top_k < 1:
+            logs["top_k"] = loss.top_k
         if pipe is not None:
             pipe.end_step()  # ADA: every few steps, p follows E[sign(D(real))]
         ema.update({k: nets[k] for k in variant.ema_modules}, step)

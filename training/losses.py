@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -63,12 +64,16 @@ def r1_penalty(critic: Critic, real: torch.Tensor) -> torch.Tensor:
 
 
 class AdversarialLoss:
-    def __init__(self, kind: str = "nonsaturating", gp_weight: float = 10.0, r1_weight: float = 0.0) -> None:
+    def __init__(self, kind: str = "nonsaturating", gp_weight: float = 10.0, r1_weight: float = 0.0,
+                 top_k: float = 1.0) -> None:
         if kind not in LOSSES:
             raise ValueError(f"unknown loss {kind!r}; known: {', '.join(LOSSES)}")
+        if not 0 < top_k <= 1:
+            raise ValueError(f"top_k is a fraction of the batch in (0, 1], got {top_k}")
         self.kind = kind
         self.gp_weight = gp_weight if kind == "wgan-gp" else 0.0
         self.r1_weight = r1_weight
+        self.top_k = top_k  # the loop may lower it step by step (--top-k-ramp)
 
     def d_from_logits(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         """The discriminator's loss from its outputs alone (no penalties)."""
@@ -89,8 +94,21 @@ class AdversarialLoss:
             loss = loss + self.r1_weight * r1_penalty(critic, real)
         return loss
 
+    def keep_top(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        """Top-k training (Sinha et al. 2020): only the fakes D finds most real update G.
+
+        A sample's score is the mean of its logits (one per image, or a PatchGAN's map), so a
+        batch of n keeps ``ceil(top_k * n)`` whole samples; the gradient of the others, which
+        pulls G towards regions D already rejects, is dropped."""
+        n = fake_logits.shape[0]
+        k = max(1, math.ceil(self.top_k * n))
+        if k >= n:
+            return fake_logits
+        scores = fake_logits.detach().reshape(n, -1).float().mean(1)
+        return fake_logits[scores.topk(k).indices]
+
     def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
-        f = fake_logits
+        f = self.keep_top(fake_logits)
         if self.kind == "nonsaturating":
             return F.softplus(-f).mean()
         if self.kind == "saturating":
