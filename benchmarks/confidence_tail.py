@@ -20,6 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from training.data import to_float  # noqa: E402
 from training.evaluation.classifier import classifier_predict  # noqa: E402
 from training.evaluation.onnx_models import OnnxArtifact  # noqa: E402
 from training.evaluation.suite import draw, evaluate_generator, load_reference  # noqa: E402
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     art = OnnxArtifact(a.artifact, threads=1)
     fake = draw(art.sample, 5000, seed=0)
-    real = load_reference("mnist", a.data_root, 32).test.images[:5000].float() / 127.5 - 1
+    real = to_float(load_reference("mnist", a.data_root, 32).test.images[:5000])
     print("| top probability | " + " | ".join(f"{lo}-{hi}" for lo, hi in zip(BINS, BINS[1:], strict=False)) + " |")
     for name, x in (("samples", fake), ("real test digits", real)):
         top = classifier_predict("mnist", a.data_root, x).max(1)
