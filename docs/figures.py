@@ -65,6 +65,16 @@ def sample_grids() -> None:
         write(OUT / f"{name}-grid.png", images.encode_png(zoom(api.grid(tiles), factor)))
 
 
+def critic_pairs() -> None:
+    """What the critic changed in dcgan's seed-0 grid: the first 16 tiles it replaced (top, from
+    filter=none) above what /generate serves in their place (bottom), 2x."""
+    m = api.load(PRETRAINED / "dcgan")
+    served, raw = m.generate(n=256, seed=0), m.generate(n=256, seed=0, filter="none")
+    idx = np.flatnonzero((served != raw).any(axis=(1, 2, 3)))[:16]
+    both = np.concatenate([raw[idx], served[idx]])
+    write(OUT / "dcgan-critic-pairs.png", images.encode_png(zoom(api.grid(both, len(idx)), 2)))
+
+
 def class_rows(plt) -> None:  # noqa: ANN001
     """One row per class, named: tile i of seed 0 with label c (columns share their z)."""
     for name in ("cgan", "cgan-fashion"):
@@ -357,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
 
     OUT.mkdir(parents=True, exist_ok=True)
     sample_grids()
+    critic_pairs()
     class_rows(plt)
     strips(data)
     size_strip({"shipped": PRETRAINED / "cyclegan"}, "cyclegan-sizes.jpg")

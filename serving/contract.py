@@ -19,13 +19,13 @@ import numpy as np
 from serving import curves
 from serving.sampling import is_random_input
 
-KNOWN_ROLES = ("generator", "mapping", "synthesis", "encoder", "a2b", "b2a")
+KNOWN_ROLES = ("generator", "mapping", "synthesis", "encoder", "a2b", "b2a", "critic")
 CONTROLS = {
     "generator": {"label", "psi", "crossover"},
     "mapping": {"label", "psi"},
     "synthesis": {"w"},
 }
-IMAGE_IN = ("encoder", "a2b", "b2a")
+IMAGE_IN = ("encoder", "a2b", "b2a", "critic")
 _Z = re.compile(r"^z\d*$")
 _INTS = (np.int64, np.int32)
 
@@ -133,7 +133,15 @@ def check(graphs: Mapping[str, Signature], declared: Declared) -> dict[str, tupl
             if len(graph.inputs) != 1:
                 raise LoadError(f"{role} graph must take exactly one input (the image), has {list(graph.inputs)}")
             spec = next(iter(graph.inputs.values()))
-            translate = role != "encoder"
+            translate = role in ("a2b", "b2a")
+            if role == "critic":  # image -> one logit per image (serving/rejection.py)
+                check_image(role, f"input {spec.name!r}", spec.shape, declared)
+                if not (len(out) == 1 or (len(out) == 2 and out[1] == 1)):
+                    raise LoadError(f"critic output {out_name!r} has shape {_fmt(out)}: it must be one logit per "
+                                    "image, [B] or [B, 1]")
+                if "generator" not in graphs and "synthesis" not in graphs:
+                    raise LoadError("a critic graph needs a generator (it filters generated images)")
+                continue
             check_image(role, f"input {spec.name!r}", spec.shape, declared, spatial=not translate)
             if translate:
                 check_image(role, f"output {out_name!r}", out, declared, spatial=False)

@@ -108,9 +108,16 @@ def cache_response_media_types() -> None:
 cache_response_media_types()
 
 
+_CANDIDATES = bentoml.metrics.Counter(
+    name="ganzoo_critic_candidates",
+    documentation="Candidate images generated and scored for tiles served through the critic (filter=critic)",
+    labelnames=["model"],
+)
+
+
 def group_key(job: dict[str, Any]) -> tuple[Any, ...]:
-    """Jobs that can share one ONNX Runtime call: same model, psi and random inputs."""
-    return job["model"], job.get("psi"), tuple(sorted(job["feeds"]))
+    """Jobs that can share one ONNX Runtime call: same model, psi, random inputs and filter."""
+    return job["model"], job.get("psi"), tuple(sorted(job["feeds"])), "seed" in job
 
 
 def run_tiles(models: dict[str, GanModel], jobs: list[dict[str, Any]]) -> list[np.ndarray]:
@@ -120,13 +127,15 @@ def run_tiles(models: dict[str, GanModel], jobs: list[dict[str, Any]]) -> list[n
     A job is one request's chunk of tiles, ``{"model", "feeds": {name: [k, ...] array},
     "labels": [k] int64, "psi", "queued": unix time}``, as ``serving.service`` builds it:
     the per-request cost of BentoML's batching is paid once per chunk, not once per tile.
+    A job filtered by the model's critic also has ``"seed"`` and ``"start"`` (its tiles are
+    ``start .. start + k - 1`` of that seed), from which later candidates are drawn.
     """
     out: list[np.ndarray | None] = [None] * len(jobs)
     groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
     for i, job in enumerate(jobs):
         groups[group_key(job)].append(i)
     start = time.time()
-    for (name, psi, _), idx in groups.items():
+    for (name, psi, _, filtered), idx in groups.items():
         model = models[name]
         sizes = [len(jobs[i]["labels"]) for i in idx]
         for i in idx:
@@ -134,9 +143,16 @@ def run_tiles(models: dict[str, GanModel], jobs: list[dict[str, Any]]) -> list[n
                 _WAIT.labels(model=name).observe(max(0.0, start - float(queued)))
         batch = {k: np.concatenate([jobs[i]["feeds"][k] for i in idx]) for k in jobs[idx[0]]["feeds"]}
         labels = np.concatenate([np.asarray(jobs[i]["labels"], dtype=np.int64) for i in idx])
+        seeds = indices = None
+        if filtered:
+            seeds = [int(jobs[i]["seed"]) for i, k in zip(idx, sizes, strict=True) for _ in range(k)]
+            indices = [int(jobs[i]["start"]) + t for i, k in zip(idx, sizes, strict=True) for t in range(k)]
         t0 = time.perf_counter()
-        tiles = images.to_uint8(model._sample(batch, labels, psi))
+        x, candidates = model.sample_tiles(batch, labels, psi, seeds, indices)
+        tiles = images.to_uint8(x)
         _SECONDS.labels(model=name, role="tiles").observe(time.perf_counter() - t0)
+        if filtered:
+            _CANDIDATES.labels(model=name).inc(candidates)
         for a in range(0, len(labels), model.chunk):  # one observation per graph call
             _BATCH.labels(model=name).observe(min(model.chunk, len(labels) - a))
         _IMAGES.labels(model=name).inc(len(labels))

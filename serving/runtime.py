@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from serving import contract, images, iobinding, sampling
+from serving import contract, images, iobinding, rejection, sampling
 from serving.contract import KNOWN_ROLES, LoadError
 from serving.errors import ServingError, bad_request, invalid
 
@@ -282,6 +282,7 @@ class GanModel:
         self.latent_dim = _int(card.get("latent_dim"))
         self._check()
         self.random_specs = self._random_specs()
+        self.rule = self._rule()
 
     # -- structure ---------------------------------------------------------------------------
     def _check(self) -> None:
@@ -305,6 +306,8 @@ class GanModel:
         """Whether a dimension the contract checks is left symbolic by a graph (then load probes it)."""
         for role, g in self.graphs.items():
             out = next(iter(g.outputs.values()))
+            if role == "critic":
+                continue  # validate_artifact probes it; its [B] output leaves nothing open
             dims = out[1:2] if role in ("a2b", "b2a") else out[1:]
             if role != "mapping" and (len(out) != (2 if role == "encoder" else 4) or None in dims):
                 return True
@@ -343,6 +346,14 @@ class GanModel:
             if z is not None and code[0].size != int(np.prod(z)):
                 raise LoadError(f"encoder output has {code[0].size} values per image but the generator's z takes "
                                 f"{int(np.prod(z))}")
+        if "critic" in self.graphs and x is not None:
+            try:
+                d = self.score(x)
+            except Exception as e:
+                raise LoadError(f"critic graph fails on two generated images {list(x.shape)}: {e}") from e
+            if d.shape != (len(x),) or not np.isfinite(d).all():
+                raise LoadError(f"critic gives {d.size} values for {len(x)} images (or non-finite ones): it must give "
+                                "one finite logit per image")
         for role in self.directions.values():
             g = self.graphs[role]
             img = np.zeros((1, 3, 8, 8), np.float32)
@@ -353,6 +364,36 @@ class GanModel:
             contract.check_image(role, "output", tuple(y.shape), contract.Declared(channels=3), spatial=False)
             if y.shape[2:] != img.shape[2:]:
                 raise LoadError(f"{role} output is {y.shape[2]}x{y.shape[3]} for an 8x8 input: it must keep the size")
+
+    def _rule(self) -> rejection.Rule | None:
+        """The rejection rule of a model that ships a critic (serving/rejection.py)."""
+        if "critic" not in self.graphs:
+            return None
+        entry = self.card.get("rejection")
+        if entry is None:
+            raise LoadError("a critic graph needs card.json 'rejection' (its threshold and temperature)")
+        if self.conditional:
+            raise LoadError("critic: rejection sampling is for unconditional generators (this one takes a label)")
+        try:
+            return rejection.Rule.from_card(entry)
+        except rejection.RuleError as e:
+            raise LoadError(str(e)) from None
+
+    @property
+    def filters(self) -> list[str]:
+        """Values of ``/generate?filter=``: the first is the default."""
+        return list(rejection.FILTERS) if self.rule is not None else ["none"]
+
+    def check_filter(self, filter: str | None) -> str:
+        """The filter a request gets: the model's default when ``filter`` is None."""
+        if filter is None:
+            return self.filters[0]
+        if filter not in rejection.FILTERS:
+            raise invalid(f"filter must be one of {', '.join(rejection.FILTERS)}, got '{filter[:40]}'")
+        if filter not in self.filters:
+            raise bad_request(f"model '{self.name}' has no critic: filter={filter} is not available (only none)",
+                              {"model": self.name, "filters": self.filters})
+        return filter
 
     def _random_specs(self) -> list[tuple[str, tuple[int, ...]]]:
         if "generator" in self.graphs:
@@ -445,6 +486,7 @@ class GanModel:
             "style_layers": self.style_layers,
             "domains": self.domains,
             "directions": list(self.directions),
+            "filters": self.filters,
             "provider": self.provider,
             "providers": sorted({g.provider for g in self.graphs.values()}),
             "precision": "fp16" if all(g.precision == "fp16" for g in self.graphs.values()) else
@@ -565,18 +607,43 @@ class GanModel:
         w = m.run(self._feeds(m, batch, labels, psi, None))
         return s.run(self._feeds(s, {**batch, "w": w}, labels, psi, None))
 
-    def generate(self, n: int, seed: int, label: int | None = None, psi: float | None = None) -> np.ndarray:
-        """``n`` tiles, uint8 NHWC; tile ``i`` is a function of (seed, i, label, psi) only."""
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """Critic logits of images [-1, 1] NCHW, ``self.chunk`` per call."""
+        critic = self.graphs["critic"]
+        name = next(iter(critic.inputs))
+        return np.concatenate([critic.run({name: x[a : a + self.chunk].astype(np.float32)}).reshape(-1)
+                               for a in range(0, len(x), self.chunk)])
+
+    def sample_tiles(
+        self, batch: dict[str, np.ndarray], labels: np.ndarray | None, psi: float | None,
+        seeds: Sequence[int] | None = None, indices: Sequence[int] | None = None,
+    ) -> tuple[np.ndarray, int]:
+        """Images for drawn tiles and the number of candidates generated: through the critic's
+        rejection rule when the tiles' ``seeds`` and ``indices`` are given (``batch`` is then
+        their candidate 0), else the generator's own samples."""
+        if seeds is None or indices is None or self.rule is None:
+            return self._sample(batch, labels, psi), len(labels) if labels is not None else len(next(iter(
+                batch.values())))
+        res = rejection.rejection_sample(seeds, indices, self.random_specs, self.rule,
+                                         sample=lambda d: self._sample(d, None, psi), score=self.score, first=batch)
+        return res.images, res.candidates
+
+    def generate(self, n: int, seed: int, label: int | None = None, psi: float | None = None,
+                 filter: str | None = None) -> np.ndarray:
+        """``n`` tiles, uint8 NHWC; tile ``i`` is a function of (seed, i, label, psi, filter) only."""
         self.require("generate", "it has no generator graph")
         self.check_label(label)
         self.check_psi(psi)
         self.check_tiles(n)
+        filtered = self.check_filter(filter) == "critic"
         labels = np.full(n, label, dtype=np.int64) if label is not None else sampling.row_labels(n, self.num_classes)
         out = []
         for start in range(0, n, self.chunk):
             idx = range(start, min(n, start + self.chunk))
             batch = sampling.draw_tiles(seed, idx, self.random_specs)
-            out.append(self._sample(batch, labels[start : start + len(idx)], psi))
+            x, _ = self.sample_tiles(batch, labels[start : start + len(idx)], psi,
+                                     [seed] * len(idx) if filtered else None, list(idx) if filtered else None)
+            out.append(x)
         return images.to_uint8(np.concatenate(out))
 
     def interpolate(

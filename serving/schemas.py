@@ -20,6 +20,9 @@ class GenerateRequest(BaseModel):
         None, description="Class for every tile (conditional models); default: tile i gets i % classes"
     )
     psi: float | None = Field(None, description="Truncation psi in [0, 2], only for models with a psi input; default 1")
+    filter: str | None = Field(
+        None, description="critic: served through the model's critic (rejection sampling; the default for models "
+        "that ship one); none: the generator's own samples")
 
 
 class ErrorResponse(BaseModel):
@@ -66,6 +69,8 @@ class ModelInfo(BaseModel):
     style_layers: int | None = Field(None, description="Layers of w (StyleGAN), the range of crossover=")
     domains: list[str] = Field(default_factory=list)
     directions: list[str] = Field(default_factory=list, description="Values for /translate?direction=")
+    filters: list[str] = Field(default_factory=lambda: ["none"],
+                               description="Values for /generate?filter=, the default first (critic: DRS)")
     provider: str = Field(description="ONNX Runtime execution provider in use")
     providers: list[str] = Field(default_factory=list)
     precision: str = Field("fp32", description="fp32, or fp16 where half-precision graphs are loaded (CUDA)")

@@ -296,6 +296,7 @@ class Ganzoo:
         model.require("generate", "it has no generator graph")
         model.check_label(req.label)
         model.check_psi(req.psi)
+        filtered = model.check_filter(req.filter) == "critic"
         labels = np.full(n, req.label) if req.label is not None else sampling.row_labels(n, model.num_classes)
         queued = time.time()
         size = self.settings.batch  # tiles per job: a request of n <= GANZOO_BATCH tiles is one job
@@ -306,6 +307,7 @@ class Ganzoo:
                 "labels": labels[a : a + size].astype(np.int64),
                 "psi": req.psi,
                 "queued": queued,
+                **({"seed": seed, "start": a} if filtered else {}),
             }
             for a in range(0, n, size)
         ]
@@ -329,14 +331,15 @@ class Ganzoo:
 
     async def _generate(self, req: GenerateRequest, format: str = "png") -> Response:
         m, tiles, used = await self._tiles(req)
-        headers = {"X-Seed": str(used), "X-Model": m.name}
+        headers = {"X-Seed": str(used), "X-Model": m.name, "X-Filter": m.check_filter(req.filter)}
         if format == "png":
             grid = images.make_grid(tiles, images.grid_columns(len(tiles)))
             return await self._png(grid, headers)
         if format == "npy":
             headers["Content-Disposition"] = f'attachment; filename="{m.name}-seed{used}.npy"'
             return Response(images.encode_npy(tiles), media_type="application/octet-stream", headers=headers)
-        body = {"model": m.name, "seed": used, "layout": "NHWC", "shape": list(tiles.shape), "images": tiles.tolist()}
+        body = {"model": m.name, "seed": used, "filter": headers["X-Filter"], "layout": "NHWC",
+                "shape": list(tiles.shape), "images": tiles.tolist()}
         return JSONResponse(body, headers=headers)
 
     async def _interpolate(
@@ -537,10 +540,13 @@ class Ganzoo:
         psi: float | None = Query(None, description="Truncation in [0, 2] (models with a psi input)",
                                   json_schema_extra={"minimum": 0, "maximum": 2, "example": 0.7}),
         format: Literal["png", "npy", "json"] = Query("png", description="png grid, or the tiles as uint8 NHWC"),
+        filter: str | None = Query(None, max_length=40, description="critic (rejection sampling through the model's "
+                                   "critic, the default where it ships one) or none (the generator's own samples)"),
     ) -> Response:
         await self._ensure()
         index = self.model(model, "generate").resolve_label(label)
-        return await self._generate(GenerateRequest(model=model, n=n, seed=seed, label=index, psi=psi), format)
+        return await self._generate(
+            GenerateRequest(model=model, n=n, seed=seed, label=index, psi=psi, filter=filter), format)
 
     @app.get("/interpolate", response_class=Response, responses={**INTERPOLATE_MEDIA, **ERRORS},
              summary="Latent interpolation")

@@ -147,3 +147,24 @@ def test_fp16_graphs_serve_the_same_digits_when_asked(served):
     full = np.load(io.BytesIO(httpx.get(f"{url32}/generate", params=params).content)).astype(int)
     assert {m["precision"] for m in httpx.get(f"{url32}/models").json()} == {"fp32"}
     assert half.shape == full.shape and np.abs(half - full).max() <= 8  # 8 of 255 grey levels
+
+
+def test_shipped_dcgan_serves_through_its_critic(served):
+    """The shipped dcgan has a critic (docs/SAMPLING.md): /generate goes through it by default,
+    tile by tile as the seed says, and filter=none gives the generator's own samples."""
+    url, _home = served
+    models = {m["name"]: m for m in httpx.get(f"{url}/models").json()}
+    assert models["dcgan"]["filters"] == ["critic", "none"] and models["cgan"]["filters"] == ["none"]
+    params = {"model": "dcgan", "n": 64, "seed": 11, "format": "npy"}
+    r = httpx.get(f"{url}/generate", params=params, timeout=60)
+    assert r.status_code == 200 and r.headers["x-filter"] == "critic"
+    filtered = np.load(io.BytesIO(r.content))
+    raw = np.load(io.BytesIO(httpx.get(f"{url}/generate", params={**params, "filter": "none"}, timeout=60).content))
+    replaced = (filtered != raw).any(axis=(1, 2, 3))
+    assert 0 < replaced.sum() < 64
+    few = np.load(io.BytesIO(httpx.get(f"{url}/generate", params={**params, "n": 5}, timeout=60).content))
+    np.testing.assert_array_equal(few, filtered[:5])  # however the server batches the candidates
+    bad = httpx.get(f"{url}/generate", params={**params, "filter": "sharpest"}, timeout=60)
+    assert bad.status_code == 400 and "filter must be one of critic, none" in bad.json()["error"]
+    none = httpx.get(f"{url}/generate", params={"model": "cgan", "filter": "critic"}, timeout=60)
+    assert none.status_code == 400 and "has no critic" in none.json()["error"]

@@ -9,7 +9,7 @@ import pytest
 
 from training.__main__ import _resolve, build_parser
 from training.loop import make_variant
-from training.recipes import EXPORT_ARGS, PRETRAINED, RECIPES, legs
+from training.recipes import CRITIC_ARGS, EXPORT_ARGS, PRETRAINED, RECIPES, legs
 from zoo.spec import DataInfo
 
 
@@ -40,3 +40,16 @@ def test_the_shipped_card_was_trained_by_its_recipe(name):
     if card["task"] == "translate":
         which = "latest"  # no keep-best score for translation: export falls back to the latest checkpoint
     assert card["checkpoint"] == f"{which}.pt", name
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_a_shipped_critic_was_fitted_by_its_recipe(name):
+    """A card with a critic records the `python -m training critic` command its recipe runs."""
+    card = json.loads((PRETRAINED / name / "card.json").read_text())
+    assert ("rejection" in card) == (name in CRITIC_ARGS), name
+    if name in CRITIC_ARGS:
+        cmd = shlex.split(card["rejection"]["command"])
+        assert cmd[:4] == ["python", "-m", "training", "critic"]
+        ours = shlex.split(CRITIC_ARGS[name])
+        pairs = {(a, b) for a, b in zip(cmd, cmd[1:], strict=False)}
+        assert all((a, b) in pairs for a, b in zip(ours[::2], ours[1::2], strict=True)), (name, cmd)

@@ -130,6 +130,17 @@ def build_parser(variant: str | None = None) -> argparse.ArgumentParser:
     e.add_argument("--no-fp16", action="store_true", help="no half-precision copies of the graphs")
     h = sub.add_parser("fp16", help="add checked fp16 copies of the graphs to exported artifact directories")
     h.add_argument("dirs", nargs="+", help="artifact directories (card.json + *.onnx)")
+    c = sub.add_parser("critic", help="fit a critic to an exported unconditional generator: /generate then serves "
+                       "through it (discriminator rejection sampling, docs/SAMPLING.md)")
+    c.add_argument("artifact", help="artifact directory (card.json + generator.onnx); written in place")
+    c.add_argument("--data-root", help="folder of the card's dataset (e.g. ../shared/data/mnist)")
+    c.add_argument("--steps", type=int, default=1500, help="critic training steps of 64 real + 64 generated images")
+    c.add_argument("--quantile", type=float, default=0.5,
+                   help="threshold: this quantile of the critic's logits on samples (always kept above it)")
+    c.add_argument("--temperature", type=float, default=1.0,
+                   help="temperature in standard deviations of those logits (smaller: stricter, slower)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     v = sub.add_parser("eval", help="evaluation suite (see python -m training eval --help)", add_help=False)
     v.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
@@ -167,6 +178,18 @@ def main(argv: list[str] | None = None) -> int:
             for d in args.dirs:
                 diffs = add_fp16(Path(d))
                 print(f"{d}: fp16 max abs diff vs fp32: " + ", ".join(f"{r} {v:.2g}" for r, v in diffs.items()))
+        elif args.cmd == "critic":
+            import torch
+
+            from training.critic import add_critic
+
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            entry = add_critic(args.artifact, args.data_root, args.steps, args.quantile, args.temperature, args.seed,
+                               command="python -m training " + shlex.join(argv))
+            print(f"{args.artifact}: critic fitted in {entry['critic_seconds']} s (held-out AUC "
+                  f"{entry['held_out_auc']}); threshold {entry['threshold']:.4g}, temperature "
+                  f"{entry['temperature']:.4g}: {entry['acceptance']:.0%} of samples accepted -> critic.onnx")
         else:
             from training.evaluation.cli import main as eval_main
 

@@ -97,6 +97,14 @@ EXPORT_ARGS: dict[str, tuple[str, ...]] = {
 }
 
 
+# name -> arguments of `python -m training critic` (docs/SAMPLING.md), run on the exported artifact.
+# dcgan: 1500 steps, threshold the median, temperature 1 std: FID 2.58 -> 2.44, precision 0.784 -> 0.801
+# at 1.34 generator calls per tile; a temperature of 0.25 std raised the confident share only to 0.862
+CRITIC_ARGS: dict[str, str] = {
+    "dcgan": "--steps 1500 --quantile 0.5 --temperature 1.0 --seed 0",
+}
+
+
 def legs(name: str) -> tuple[str, ...]:
     """The argument strings of a recipe's legs, in the order they run."""
     args = RECIPES[name][1]
@@ -116,6 +124,11 @@ def run(name: str, data_root: Path, threads: int = 1) -> None:
               *EXPORT_ARGS.get(name, ())]
     print("+", shlex.join(export), flush=True)
     subprocess.run(export, check=True, cwd=ROOT)
+    if name in CRITIC_ARGS:
+        critic = [sys.executable, "-m", "training", "critic", str(dest), "--data-root", str(data_root / folder),
+                  "--threads", str(threads), *shlex.split(CRITIC_ARGS[name])]
+        print("+", shlex.join(critic), flush=True)
+        subprocess.run(critic, check=True, cwd=ROOT)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from serving.rejection import Rule, rejection_sample
+from serving.sampling import draw_order
+
 _Z = re.compile(r"^z\d*$")
 _NOISE = re.compile(r"^noise\w*$")
 
@@ -104,9 +107,45 @@ class OnnxArtifact:
                 raise ValueError(f"{self.name}: generator input {name!r} is not in the artifact contract")
         return feed
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """``n`` images in [-1, 1] (the suite's ``sample_fn``)."""
-        return torch.from_numpy(self.session("generator").run(None, self._feed(n, generator, None))[0])
+    @property
+    def rule(self) -> Rule | None:
+        """The card's rejection rule, where it ships a critic (serving/rejection.py)."""
+        entry = self.card.get("rejection")
+        return Rule.from_card(entry) if entry and self.has("critic") else None
+
+    def sample(self, n: int, generator: torch.Generator, filtered: bool | None = None) -> torch.Tensor:
+        """``n`` images in [-1, 1] (the suite's ``sample_fn``): what ``/generate`` serves, so
+        through the critic's rejection rule where the card has one (``filtered=None``), drawn
+        as serving draws them, from one seed taken from ``generator``. ``filtered=False``: the
+        generator's own distribution, latents drawn from ``generator``."""
+        rule = self.rule if filtered is not False else None
+        if filtered and rule is None:
+            raise ValueError(f"{self.name}: no critic and rejection rule to filter with")
+        gen = self.session("generator")
+        if rule is None:
+            return torch.from_numpy(gen.run(None, self._feed(n, generator, None))[0])
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        specs = self.random_specs()
+        controls = {k: v for k, v in self._feed(1, torch.Generator().manual_seed(0), None).items()
+                    if k in ("psi", "crossover")}
+        critic = self.session("critic")
+        cname = critic.get_inputs()[0].name
+        res = rejection_sample(
+            [seed] * n, range(n), specs, rule,
+            sample=lambda draws: gen.run(None, {**draws, **controls})[0],
+            score=lambda x: critic.run(None, {cname: x})[0],
+        )
+        self.last_candidates = res.candidates
+        return torch.from_numpy(res.images)
+
+    def random_specs(self) -> list[tuple[str, tuple[int, ...]]]:
+        """(name, per-tile shape) of the generator's random inputs, in the contract's draw order."""
+        spec = {i.name: i for i in self.session("generator").get_inputs()}
+        out = []
+        for name in draw_order(spec):
+            dims = [d if isinstance(d, int) else None for d in spec[name].shape[1:]]
+            out.append((name, tuple(dims) if None not in dims else (self.latent_dim,)))
+        return out
 
     def sample_labels(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One image per requested label (the suite's ``label_fn``)."""
