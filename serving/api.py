@@ -103,15 +103,17 @@ class Model:
         return self.gan.info()
 
     def generate(
-        self, n: int = 16, seed: int | None = None, label: int | str | None = None, psi: float | None = None
+        self, n: int = 16, seed: int | None = None, label: int | str | None = None, psi: float | None = None,
+        filter: str | None = None,
     ) -> np.ndarray:
         """``n`` tiles, uint8 NHWC, equal to ``GET /generate?format=npy`` with the same parameters.
 
-        ``label`` is a class index or name; ``seed=None`` draws a random seed."""
+        ``label`` is a class index or name; ``seed=None`` draws a random seed; ``filter`` is
+        ``critic`` (the default for models with a critic, docs/SAMPLING.md) or ``none``."""
         if n < 1:
             raise ServingError(422, f"n must be >= 1, got {n}")
         seed = _random_seed() if seed is None else seed
-        return self.gan.generate(n, seed, self.gan.resolve_label(label), psi)
+        return self.gan.generate(n, seed, self.gan.resolve_label(label), psi, filter)
 
     def interpolate(
         self,

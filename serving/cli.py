@@ -86,7 +86,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     m = _load(args)
     label = _label(args.label)
     outdir = Path(args.outdir)
-    tiles = [m.generate(n=1, seed=s, label=label, psi=args.trunc)[0] for s in args.seeds]
+    tiles = [m.generate(n=1, seed=s, label=label, psi=args.trunc, filter=args.filter)[0] for s in args.seeds]
     if args.grid:
         path = api.save_png(api.grid(np.stack(tiles)), outdir / "grid.png")
         print(f"wrote {path} ({len(tiles)} seeds of {m.name})")
@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seeds", type=parse_seeds, required=True, help="e.g. 0-63 or 1,5,9")
     g.add_argument("--label", help="class index or name (conditional models)")
     g.add_argument("--trunc", "--psi", dest="trunc", type=float, help="truncation psi (models with a psi input)")
+    g.add_argument("--filter", choices=["critic", "none"], help="through the model's critic (its default where it "
+                   "ships one, docs/SAMPLING.md) or the generator alone")
     g.add_argument("--outdir", default="out", help="output folder (default: out)")
     g.add_argument("--grid", action="store_true", help="one grid.png of all seeds instead of a file per seed")
     t = sub.add_parser("translate", parents=[pick], help="translate images (default model: cyclegan)")

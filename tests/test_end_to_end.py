@@ -165,6 +165,6 @@ def test_shipped_dcgan_serves_through_its_critic(served):
     few = np.load(io.BytesIO(httpx.get(f"{url}/generate", params={**params, "n": 5}, timeout=60).content))
     np.testing.assert_array_equal(few, filtered[:5])  # however the server batches the candidates
     bad = httpx.get(f"{url}/generate", params={**params, "filter": "sharpest"}, timeout=60)
-    assert bad.status_code == 400 and "filter must be one of critic, none" in bad.json()["error"]
+    assert bad.status_code == 422 and "filter must be one of critic, none" in bad.json()["error"]
     none = httpx.get(f"{url}/generate", params={"model": "cgan", "filter": "critic"}, timeout=60)
     assert none.status_code == 400 and "has no critic" in none.json()["error"]

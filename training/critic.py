@@ -172,7 +172,9 @@ def export_critic(critic: Critic, art_dir: str | Path, entry: dict[str, Any]) ->
         "file": half.name, "sha256": hashlib.sha256(half.read_bytes()).hexdigest(), "bytes": half.stat().st_size,
         "max_abs_diff_vs_fp32": half_diff,
     }
-    card["rejection"] = {**entry, "git_commit": git_commit()}
+    # the metrics of the generator's own samples, for comparison once eval re-measures the card
+    before = card.get("rejection", {}).get("unfiltered_metrics") if "rejection" in card else card.get("metrics")
+    card["rejection"] = {**entry, "git_commit": git_commit(), "unfiltered_metrics": before or {}}
     # a new version of the artifact: the store keys imports by this digest (serving/import_models.py)
     base = str(card.get("sha256_generator") or card.get("sha256") or "")
     card["sha256_generator"] = base

@@ -129,6 +129,14 @@ def render_card(card: dict[str, Any]) -> str:
     else:
         lines.append("Not measured yet: `python -m training eval onnx <this folder> --data-root <its data folder>"
                      " --write` measures this artifact and writes the numbers here.")
+    rule = card.get("rejection")
+    if isinstance(rule, dict):
+        lines += ["", "## Sampling through the critic", "",
+                  f"`/generate` serves through `critic.onnx` by default (`filter=none`: the generator alone; "
+                  f"docs/SAMPLING.md): threshold {rule.get('threshold', 0):.4g}, temperature "
+                  f"{rule.get('temperature', 0):.4g}, {rule.get('acceptance', 0):.0%} of samples accepted; critic "
+                  f"held-out AUC {rule.get('held_out_auc')}. The metrics above are of what is served. Fitted by:",
+                  "", "```", str(rule.get("command", "")), "```"]
     curves = card.get("curves")
     if isinstance(curves, dict):
         every = curves.get("averaged_every") or 0
