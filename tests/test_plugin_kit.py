@@ -162,14 +162,14 @@ class WithCritic(DCGAN):
     name = "with-critic"
 
     def export_graphs(self, nets):
-        critic = ExportGraph("critic", nets["D"], {"image": torch.randn(2, 1, 16, 16)}, ["logit"],
+        critic = ExportGraph("discriminator", nets["D"], {"image": torch.randn(2, 1, 16, 16)}, ["logit"],
                              {"image": {0: "b"}, "logit": {0: "b"}})
         return [*super().export_graphs(nets), critic]
 
 
 class WithUnservedCritic(WithCritic):
     name = "with-unserved-critic"
-    unserved_roles = ("critic",)
+    unserved_roles = ("discriminator",)
 
 
 class WrongExampleLatent(DCGAN):
@@ -191,7 +191,7 @@ class WrongExampleLatent(DCGAN):
         (LabelNamedY, DC, "generator input 'y' is not in the artifact contract .*named 'label'"),
         (ShortCodeAAE, {"width": 8, "image_size": 16, "latent_dim": 8},
          "encoder output .* has 7 values per image but the generator's z takes 8"),
-        (WithCritic, DC, "role 'critic' is not one serving uses .*unserved_roles"),
+        (WithCritic, DC, "role 'discriminator' is not one serving uses .*unserved_roles"),
         (WrongExampleLatent, DC, r"graph 'generator': the module fails on its example inputs \(z \[2, 15\]\)"),
     ],
 )
@@ -209,9 +209,9 @@ def test_export_refuses_a_broken_plugin_and_leaves_nothing(cls, config, words, t
 def test_a_role_marked_unserved_ships_but_is_not_loaded(tmp_path):
     variant = WithUnservedCritic(WithUnservedCritic.Config(**DC), _digits())
     dest = export_variant(variant, variant.build(), "uc", tmp_path / "uc", store=False, fp16=False)
-    assert (dest / "critic.onnx").is_file()
+    assert (dest / "discriminator.onnx").is_file()
     card = json.loads((dest / "card.json").read_text())
-    assert card["unserved_roles"] == ["critic"] and set(card["graphs"]) == {"generator", "critic"}
+    assert card["unserved_roles"] == ["discriminator"] and set(card["graphs"]) == {"generator", "discriminator"}
     model = validate_artifact(dest)
     assert sorted(model.graphs) == ["generator"] and model.generate(2, seed=1).shape == (2, 16, 16, 1)
 
