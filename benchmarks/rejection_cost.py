@@ -1,6 +1,8 @@
 """What serving through the critic costs: images/s and latency of ``GanModel.generate`` with
 ``filter=critic`` and ``filter=none``, in-process on ONNX Runtime (the inference service's
-work per tile; the HTTP hop is the same for both), plus candidates per tile.
+work per tile; the HTTP hop is the same for both), plus candidates per tile and graph calls per
+request. ``critic, 1 per round`` is the rule without ``rejection.rounds``' look-ahead (the same
+tiles, one candidate per open tile per round).
 
     python benchmarks/rejection_cost.py serving/pretrained/dcgan --threads 2
 """
@@ -38,25 +40,41 @@ def main() -> int:
     assert model.rule is not None, f"{path} has no critic"
     print(f"# {path.name}: {dt.date.today()}, {platform.machine()}, {os.cpu_count()} cores, "
           f"{args.threads} ORT threads")
-    print("| n | filter | images/s | p50 ms | p90 ms | candidates per tile |")
-    print("|---|---|---|---|---|---|")
+    print("| n | filter | images/s | p50 ms | p90 ms | candidates per tile | rounds |")
+    print("|---|---|---|---|---|---|---|")
+
+    def filtered(seed: int, n: int, lookahead: bool) -> rejection.Filtered:
+        calls.append(0)
+        return rejection.rejection_sample([seed] * n, range(n), model.random_specs, model.rule, sample, model.score,
+                                          first=sampling.draw_tiles(seed, range(n), model.random_specs),
+                                          lookahead=lookahead)
+
+    def sample(d: dict[str, np.ndarray]) -> np.ndarray:
+        calls[-1] += 1
+        return model._sample(d, None, None)
+
+    calls: list[int] = []
     for n in (1, 64):
-        for filt in ("none", "critic"):
-            times = []
+        for filt in ("none", "critic", "critic, 1 per round"):
+            times, cands = [], []
+            calls.clear()
             for r in range(args.repeats):
                 t0 = time.perf_counter()
-                model.generate(n, seed=1000 + r, filter=filt)
+                if filt == "none":
+                    model.generate(n, seed=1000 + r, filter="none")
+                elif filt == "critic":  # the served path, as /generate runs it
+                    model.generate(n, seed=1000 + r, filter="critic")
+                else:
+                    cands.append(filtered(1000 + r, n, lookahead=False).candidates)
                 times.append(time.perf_counter() - t0)
-            t = np.array(times)
-            cands = "1.00"
             if filt == "critic":
-                res = [rejection.rejection_sample([1000 + r] * n, range(n), model.random_specs, model.rule,
-                                                  lambda d: model._sample(d, None, None), model.score,
-                                                  first=sampling.draw_tiles(1000 + r, range(n), model.random_specs))
-                       for r in range(args.repeats)]
-                cands = f"{sum(x.candidates for x in res) / (n * args.repeats):.2f}"
+                calls.clear()
+                cands = [filtered(1000 + r, n, lookahead=True).candidates for r in range(args.repeats)]
+            t = np.array(times)
+            per_tile = f"{sum(cands) / (n * args.repeats):.2f}" if cands else "1.00"
+            rounds = f"{np.mean(calls):.1f}" if calls else "1"
             print(f"| {n} | {filt} | {n / t.mean():.0f} | {np.median(t) * 1e3:.1f} | "
-                  f"{np.quantile(t, 0.9) * 1e3:.1f} | {cands} |")
+                  f"{np.quantile(t, 0.9) * 1e3:.1f} | {per_tile} | {rounds} |")
     return 0
 
 

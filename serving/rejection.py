@@ -12,7 +12,8 @@ tile (``sampling.draw_tile(s, i)``), candidate ``j >= 1`` draws from
 ``default_rng([s, i, j])`` in the same order, and candidate ``j``'s uniform is
 ``default_rng([s, i, j, 1]).random()``. So a tile is a function of (seed, index) alone, however
 it is batched, and the first accepted candidate is what is served. After ``max_candidates`` the
-candidate with the highest logit seen is served, which bounds the cost of a tile.
+candidate with the highest logit seen is served, which bounds the cost of a tile. Candidates are
+tried in rounds of growing size (``rounds``), which changes the cost, never the tile.
 
 Neither BentoML nor ONNX Runtime has rejection sampling; it is a loop around two graph calls.
 """
@@ -85,14 +86,29 @@ class Filtered:
     fallbacks: int  # tiles that took the best of max_candidates
 
 
+def rounds(max_candidates: int, lookahead: bool = True) -> list[range]:
+    """The candidates each round tries: 0 | 1 | 2-3 | 4-7 | 8-15 with ``lookahead`` (5 rounds
+    for 16 candidates), else one candidate per round. Looking ahead changes no tile (the first
+    accepted candidate in index order is served either way); it trades a little extra work on
+    tiles that would have stopped early for fewer, larger graph calls."""
+    out, j, k = [], 0, 1
+    while j < max_candidates:
+        take = min(k, max_candidates - j)
+        out.append(range(j, j + take))
+        j += take
+        if lookahead and j >= 2:
+            k *= 2
+    return out
+
+
 def rejection_sample(
     seeds: Sequence[int], indices: Sequence[int], specs: Specs, rule: Rule,
     sample: Callable[[dict[str, np.ndarray]], np.ndarray], score: Callable[[np.ndarray], np.ndarray],
-    first: dict[str, np.ndarray] | None = None,
+    first: dict[str, np.ndarray] | None = None, lookahead: bool = True,
 ) -> Filtered:
     """One image per (seed, index) tile by the rule; ``sample`` maps stacked latents to images,
-    ``score`` images to critic logits. Runs in rounds: round ``j`` generates candidate ``j`` of
-    every tile still open, in one ``sample`` and one ``score`` call. ``first``: candidate 0's
+    ``score`` images to critic logits. Runs in ``rounds``: each generates that round's candidates
+    of every tile still open, in one ``sample`` and one ``score`` call. ``first``: candidate 0's
     latents when the caller has drawn them already."""
     seeds, indices = [int(s) for s in seeds], [int(i) for i in indices]
     n = len(seeds)
@@ -101,24 +117,30 @@ def rejection_sample(
     best: np.ndarray | None = None
     best_score = np.full(n, -np.inf)
     total = 0
-    for j in range(rule.max_candidates):
-        if j == 0 and first is not None:
+    for js in rounds(rule.max_candidates, lookahead):
+        k = len(js)
+        if js.start == 0 and first is not None:
             draws = first
-        else:
-            draws = sampling.stack_draws([candidate(seeds[t], indices[t], j, specs) for t in open_])
+        else:  # tile-major: row t * k + c is candidate js[c] of open tile t
+            draws = sampling.stack_draws([candidate(seeds[t], indices[t], j, specs) for t in open_ for j in js])
         x = sample(draws)
-        d = np.asarray(score(x), dtype=np.float64).reshape(len(open_))
-        total += len(open_)
+        d = np.asarray(score(x), dtype=np.float64).reshape(len(open_), k)
+        x = x.reshape(len(open_), k, *x.shape[1:])
+        total += len(open_) * k
         if out is None:
-            out = np.empty((n, *x.shape[1:]), dtype=x.dtype)
+            out = np.empty((n, *x.shape[2:]), dtype=x.dtype)
             best = np.empty_like(out)
         assert best is not None
-        better = d > best_score[open_]
-        best[open_[better]] = x[better]
-        best_score[open_[better]] = d[better]
-        u = np.array([uniform(seeds[t], indices[t], j) for t in open_])
-        take = u < rule.accept_prob(d)
-        out[open_[take]] = x[take]
+        top = d.argmax(axis=1)
+        rows = np.arange(len(open_))
+        better = d[rows, top] > best_score[open_]
+        best[open_[better]] = x[rows[better], top[better]]
+        best_score[open_[better]] = d[rows[better], top[better]]
+        u = np.array([[uniform(seeds[t], indices[t], j) for j in js] for t in open_]).reshape(len(open_), k)
+        accepted = u < rule.accept_prob(d)
+        take = accepted.any(axis=1)
+        pick = accepted.argmax(axis=1)  # the first accepted candidate in index order
+        out[open_[take]] = x[rows[take], pick[take]]
         open_ = open_[~take]
         if not len(open_):
             break

@@ -59,7 +59,7 @@ def test_an_accepted_candidate_follows_the_documented_draws():
     """Candidate j >= 1 of tile i draws from default_rng([seed, i, j]); its uniform from
     default_rng([seed, i, j, 1]): a client can reproduce which candidate was served."""
     rule = rejection.Rule(threshold=0.0, temperature=0.2)
-    res = rejection.rejection_sample([5], [2], SPECS, rule, images_of, score_by_first_value)
+    res = rejection.rejection_sample([5], [2], SPECS, rule, images_of, score_by_first_value, lookahead=False)
     for j in range(rule.max_candidates):
         z = rejection.candidate(5, 2, j, SPECS)["z"]
         if rejection.uniform(5, 2, j) < rule.accept_prob(np.array([z[0]]))[0]:
@@ -79,3 +79,26 @@ def test_the_cost_of_a_tile_is_capped_and_the_best_candidate_is_served():
     for t in range(3):
         firsts = [rejection.candidate(1, t, j, SPECS)["z"][0] for j in range(5)]
         assert res.images[t].ravel()[0] == max(firsts)
+
+
+def test_rounds_of_growing_size_cover_each_candidate_once():
+    assert [list(r) for r in rejection.rounds(16)] == [[0], [1], [2, 3], [4, 5, 6, 7], list(range(8, 16))]
+    assert [list(r) for r in rejection.rounds(5)] == [[0], [1], [2, 3], [4]]
+    assert [len(r) for r in rejection.rounds(4, lookahead=False)] == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("threshold, temperature", [(0.5, 0.3), (1.5, 0.1), (1e9, 1e-3)])
+def test_looking_ahead_changes_the_cost_never_the_tile(threshold, temperature):
+    rule = rejection.Rule(threshold=threshold, temperature=temperature)
+    calls: list[int] = []
+
+    def sample(draws):
+        calls.append(len(draws["z"]))
+        return images_of(draws)
+
+    ahead = rejection.rejection_sample([7] * 40, range(40), SPECS, rule, sample, score_by_first_value)
+    rounds_ahead, calls[:] = len(calls), []
+    one = rejection.rejection_sample([7] * 40, range(40), SPECS, rule, sample, score_by_first_value, lookahead=False)
+    np.testing.assert_array_equal(ahead.images, one.images)
+    assert ahead.fallbacks == one.fallbacks
+    assert ahead.candidates >= one.candidates and rounds_ahead <= min(len(calls), 5)

@@ -139,6 +139,12 @@ def build_parser(variant: str | None = None) -> argparse.ArgumentParser:
                    help="threshold: this quantile of the critic's logits on samples (always kept above it)")
     c.add_argument("--temperature", type=float, default=1.0,
                    help="temperature in standard deviations of those logits (smaller: stricter, slower)")
+    c.add_argument("--from-run", metavar="RUN",
+                   help="use the discriminator of this training run (the one the artifact was exported from) "
+                        "instead of fitting a critic; --steps is then unused")
+    c.add_argument("--net", default="D", help="with --from-run: which of the run's nets is the critic")
+    c.add_argument("--checkpoint", choices=["best", "latest"], default="latest",
+                   help="with --from-run: the checkpoint the artifact was exported from")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     v = sub.add_parser("eval", help="evaluation suite (see python -m training eval --help)", add_help=False)
@@ -181,13 +187,18 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "critic":
             import torch
 
-            from training.critic import add_critic
+            from training.critic import add_critic, critic_from_run
 
             if args.threads:
                 torch.set_num_threads(args.threads)
-            entry = add_critic(args.artifact, args.data_root, args.steps, args.quantile, args.temperature, args.seed,
-                               command="python -m training " + shlex.join(argv))
-            print(f"{args.artifact}: critic fitted in {entry['critic_seconds']} s (held-out AUC "
+            command = "python -m training " + shlex.join(argv)
+            if args.from_run:
+                entry = critic_from_run(args.artifact, args.from_run, args.data_root, args.net, args.checkpoint,
+                                        args.quantile, args.temperature, args.seed, command=command)
+            else:
+                entry = add_critic(args.artifact, args.data_root, args.steps, args.quantile, args.temperature,
+                                   args.seed, command=command)
+            print(f"{args.artifact}: critic {entry['source']} in {entry['critic_seconds']} s (held-out AUC "
                   f"{entry['held_out_auc']}); threshold {entry['threshold']:.4g}, temperature "
                   f"{entry['temperature']:.4g}: {entry['acceptance']:.0%} of samples accepted -> critic.onnx")
         else:

@@ -72,7 +72,7 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def scores(critic: Critic, images: torch.Tensor, batch: int = 500) -> np.ndarray:
+def scores(critic: nn.Module, images: torch.Tensor, batch: int = 500) -> np.ndarray:
     critic.eval()
     with torch.no_grad():
         return torch.cat([critic(images[a : a + batch]) for a in range(0, len(images), batch)]).numpy()
@@ -110,14 +110,11 @@ def fit_critic(
         if step % 500 == 0:
             log.info("critic step %d/%d loss %.4f", step, steps, float(loss.detach()))
     seconds = time.monotonic() - t0
-    n = min(2000, len(test))
-    real_s = scores(critic, to_float(test.images[:n]))
-    fake_s = scores(critic, art.sample(n, torch.Generator().manual_seed(seed + 1), filtered=False))
-    acc = float(((real_s > 0).sum() + (fake_s <= 0).sum()) / (2 * n))
-    return CriticFit(critic, steps, seconds, acc, _auc(real_s, fake_s))
+    acc, auc = held_out(critic, art, test, seed)
+    return CriticFit(critic, steps, seconds, acc, auc)
 
 
-def calibrate(critic: Critic, art: OnnxArtifact, quantile: float = 0.5, temperature: float = 0.5,
+def calibrate(critic: nn.Module, art: OnnxArtifact, quantile: float = 0.5, temperature: float = 0.5,
               n: int = 4000, seed: int = 2) -> dict[str, float]:
     """The acceptance rule's constants from the critic's logits on ``n`` unseen samples: the
     threshold is their ``quantile``; the temperature is ``temperature`` times their standard
@@ -146,7 +143,7 @@ def read_card(art_dir: Path) -> dict[str, Any]:
     return json.loads(card_path(art_dir).read_text())
 
 
-def export_critic(critic: Critic, art_dir: str | Path, entry: dict[str, Any]) -> Path:
+def export_critic(critic: nn.Module, art_dir: str | Path, entry: dict[str, Any]) -> Path:
     """Write ``critic.onnx`` (image [B, C, H, W] -> logit [B], parity with PyTorch checked) into
     the artifact with its checked fp16 copy (training/fp16.py: a GPU server loads every role's),
     and record both and the rejection ``entry`` in card.json."""
@@ -183,12 +180,7 @@ def export_critic(critic: Critic, art_dir: str | Path, entry: dict[str, Any]) ->
     return path
 
 
-def add_critic(
-    art_dir: str | Path, data_root: str | Path | None, steps: int = 1500, quantile: float = 0.5,
-    temperature: float = 1.0, seed: int = 0, command: str = "",
-) -> dict[str, Any]:
-    """Fit, calibrate and export a critic into an exported artifact; returns the card's new
-    ``rejection`` entry. Refuses conditional generators (a critic per class is not built)."""
+def _filterable(art_dir: str | Path, quantile: float, temperature: float) -> OnnxArtifact:
     art = OnnxArtifact(art_dir, threads=torch.get_num_threads())
     if art.task != "generate" or not art.has("generator"):
         raise ValueError(f"{art.name}: a critic filters generated images; this artifact has no generator")
@@ -196,11 +188,87 @@ def add_critic(
         raise ValueError(f"{art.name}: rejection sampling is for unconditional generators (this one takes a label)")
     if not 0.0 < quantile < 1.0 or not temperature > 0:
         raise ValueError("quantile must be in (0, 1) and temperature > 0")
+    return art
+
+
+def held_out(
+    critic: nn.Module, art: OnnxArtifact, test: ImageData, seed: int = 0, n: int = 2000
+) -> tuple[float, float]:
+    """Accuracy (at logit 0) and AUC of real ``test`` images vs unseen samples."""
+    n = min(n, len(test))
+    real_s = scores(critic, to_float(test.images[:n]))
+    fake_s = scores(critic, art.sample(n, torch.Generator().manual_seed(seed + 1), filtered=False))
+    return float(((real_s > 0).sum() + (fake_s <= 0).sum()) / (2 * n)), _auc(real_s, fake_s)
+
+
+def add_critic(
+    art_dir: str | Path, data_root: str | Path | None, steps: int = 1500, quantile: float = 0.5,
+    temperature: float = 1.0, seed: int = 0, command: str = "",
+) -> dict[str, Any]:
+    """Fit, calibrate and export a critic into an exported artifact; returns the card's new
+    ``rejection`` entry. Refuses conditional generators (a critic per class is not built)."""
+    art = _filterable(art_dir, quantile, temperature)
     train, test = load_data(art, data_root)
     fit = fit_critic(art, train, test, steps=steps, seed=seed)
     cal = calibrate(fit.critic, art, quantile=quantile, temperature=temperature)
-    entry = {**cal, "max_candidates": rejection.MAX_CANDIDATES, "critic_steps": fit.steps,
+    entry = {**cal, "max_candidates": rejection.MAX_CANDIDATES, "source": "fitted", "critic_steps": fit.steps,
              "critic_seconds": round(fit.seconds, 1), "held_out_accuracy": round(fit.held_out_accuracy, 4),
              "held_out_auc": round(fit.held_out_auc, 4), "command": command}
     export_critic(fit.critic, art_dir, entry)
     return read_card(Path(art_dir))["rejection"]
+
+
+class RunMismatch(ValueError):
+    """The run's generator is not the one the artifact was exported from."""
+
+
+def critic_from_run(
+    art_dir: str | Path, run: str | Path, data_root: str | Path | None, net: str = "D", checkpoint: str = "latest",
+    quantile: float = 0.5, temperature: float = 1.0, seed: int = 0, command: str = "",
+) -> dict[str, Any]:
+    """Use the training run's own discriminator ``net`` as the critic, instead of fitting one.
+
+    D co-evolved with G, so it has learned what G gets wrong at the level of the digit's shape,
+    not only its stroke texture (on the shipped dcgan its logit tracks classifier confidence 3x
+    better than a critic fitted afterwards; docs/SAMPLING.md). It must be the D of the very
+    generator the artifact holds: the run's exported weights must hash to the card's
+    ``sha256_generator``, else this refuses (``RunMismatch``). BatchNorm runs in eval mode, so a
+    sample's score does not depend on its batch."""
+    from training.export import load_run, weights_sha256
+
+    art = _filterable(art_dir, quantile, temperature)
+    variant, nets, state = load_run(run, checkpoint)
+    if net not in nets:
+        raise ValueError(f"{run}: the {variant.name} run has no net {net!r} (it has {', '.join(sorted(nets))})")
+    card = read_card(Path(art_dir))
+    digest = weights_sha256([g.module for g in variant.export_graphs(nets)])
+    want = str(card.get("sha256_generator") or card.get("sha256") or "")
+    if digest != want:
+        raise RunMismatch(f"{run} ({Path(state['checkpoint']).name}, step {state.get('step')}) is not the run "
+                          f"{art.name} was exported from: its generator weights hash to {digest[:12]}, the card's to "
+                          f"{want[:12]}")
+    critic = nets[net].eval()
+    probe = torch.zeros(2, int(card.get("channels") or 1), art.image_size, art.image_size)
+    with torch.no_grad():
+        out = critic(probe)
+    if out.shape not in ((2,), (2, 1)):
+        raise ValueError(f"{net} maps an image batch to {tuple(out.shape)}; a critic gives one logit per image")
+    _, test = load_data(art, data_root)
+    acc, auc = held_out(critic, art, test, seed)
+    cal = calibrate(critic, art, quantile=quantile, temperature=temperature)
+    entry = {**cal, "max_candidates": rejection.MAX_CANDIDATES, "source": f"run:{net}",
+             "critic_steps": int(state.get("step") or 0), "critic_seconds": 0.0,
+             "held_out_accuracy": round(acc, 4), "held_out_auc": round(auc, 4), "command": command}
+    export_critic(_Logit(critic), art_dir, entry)
+    return read_card(Path(art_dir))["rejection"]
+
+
+class _Logit(nn.Module):
+    """One logit per image, whatever the D's output shape ([B] or [B, 1])."""
+
+    def __init__(self, d: nn.Module) -> None:
+        super().__init__()
+        self.d = d
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.d(image).reshape(image.shape[0])
