@@ -1,8 +1,8 @@
 """What serving through the critic costs: images/s and latency of ``GanModel.generate`` with
 ``filter=critic`` and ``filter=none``, in-process on ONNX Runtime (the inference service's
 work per tile; the HTTP hop is the same for both), plus candidates per tile and graph calls per
-request. ``critic, 1 per round`` is the rule without ``rejection.rounds``' look-ahead (the same
-tiles, one candidate per open tile per round).
+request. ``critic, look-ahead`` is the rule with ``rejection.rounds``' growing rounds (the same
+tiles: 0 | 1 | 2-3 | 4-7 | 8-15 candidates per open tile per round).
 
     python benchmarks/rejection_cost.py serving/pretrained/dcgan --threads 2
 """
@@ -55,7 +55,7 @@ def main() -> int:
 
     calls: list[int] = []
     for n in (1, 64):
-        for filt in ("none", "critic", "critic, 1 per round"):
+        for filt in ("none", "critic", "critic, look-ahead"):
             times, cands = [], []
             calls.clear()
             for r in range(args.repeats):
@@ -65,11 +65,11 @@ def main() -> int:
                 elif filt == "critic":  # the served path, as /generate runs it
                     model.generate(n, seed=1000 + r, filter="critic")
                 else:
-                    cands.append(filtered(1000 + r, n, lookahead=False).candidates)
+                    cands.append(filtered(1000 + r, n, lookahead=True).candidates)
                 times.append(time.perf_counter() - t0)
             if filt == "critic":
                 calls.clear()
-                cands = [filtered(1000 + r, n, lookahead=True).candidates for r in range(args.repeats)]
+                cands = [filtered(1000 + r, n, lookahead=False).candidates for r in range(args.repeats)]
             t = np.array(times)
             per_tile = f"{sum(cands) / (n * args.repeats):.2f}" if cands else "1.00"
             rounds = f"{np.mean(calls):.1f}" if calls else "1"

@@ -12,8 +12,8 @@ tile (``sampling.draw_tile(s, i)``), candidate ``j >= 1`` draws from
 ``default_rng([s, i, j])`` in the same order, and candidate ``j``'s uniform is
 ``default_rng([s, i, j, 1]).random()``. So a tile is a function of (seed, index) alone, however
 it is batched, and the first accepted candidate is what is served. After ``max_candidates`` the
-candidate with the highest logit seen is served, which bounds the cost of a tile. Candidates are
-tried in rounds of growing size (``rounds``), which changes the cost, never the tile.
+candidate with the highest logit seen is served, which bounds the cost of a tile. Rounds may grow
+(``rounds``' look-ahead), which changes the cost, never the tile.
 
 Neither BentoML nor ONNX Runtime has rejection sampling; it is a loop around two graph calls.
 """
@@ -86,11 +86,12 @@ class Filtered:
     fallbacks: int  # tiles that took the best of max_candidates
 
 
-def rounds(max_candidates: int, lookahead: bool = True) -> list[range]:
+def rounds(max_candidates: int, lookahead: bool = False) -> list[range]:
     """The candidates each round tries: 0 | 1 | 2-3 | 4-7 | 8-15 with ``lookahead`` (5 rounds
     for 16 candidates), else one candidate per round. Looking ahead changes no tile (the first
     accepted candidate in index order is served either way); it trades a little extra work on
-    tiles that would have stopped early for fewer, larger graph calls."""
+    tiles that would have stopped early for fewer, larger graph calls. Off by default: on the
+    shipped dcgan it cost more than it saved (PERFORMANCE.md, benchmarks/rejection_cost.py)."""
     out, j, k = [], 0, 1
     while j < max_candidates:
         take = min(k, max_candidates - j)
@@ -104,7 +105,7 @@ def rounds(max_candidates: int, lookahead: bool = True) -> list[range]:
 def rejection_sample(
     seeds: Sequence[int], indices: Sequence[int], specs: Specs, rule: Rule,
     sample: Callable[[dict[str, np.ndarray]], np.ndarray], score: Callable[[np.ndarray], np.ndarray],
-    first: dict[str, np.ndarray] | None = None, lookahead: bool = True,
+    first: dict[str, np.ndarray] | None = None, lookahead: bool = False,
 ) -> Filtered:
     """One image per (seed, index) tile by the rule; ``sample`` maps stacked latents to images,
     ``score`` images to critic logits. Runs in ``rounds``: each generates that round's candidates

@@ -82,8 +82,9 @@ def test_the_cost_of_a_tile_is_capped_and_the_best_candidate_is_served():
 
 
 def test_rounds_of_growing_size_cover_each_candidate_once():
-    assert [list(r) for r in rejection.rounds(16)] == [[0], [1], [2, 3], [4, 5, 6, 7], list(range(8, 16))]
-    assert [list(r) for r in rejection.rounds(5)] == [[0], [1], [2, 3], [4]]
+    want = [[0], [1], [2, 3], [4, 5, 6, 7], list(range(8, 16))]
+    assert [list(r) for r in rejection.rounds(16, lookahead=True)] == want
+    assert [list(r) for r in rejection.rounds(5, lookahead=True)] == [[0], [1], [2, 3], [4]]
     assert [len(r) for r in rejection.rounds(4, lookahead=False)] == [1, 1, 1, 1]
 
 
@@ -96,7 +97,7 @@ def test_looking_ahead_changes_the_cost_never_the_tile(threshold, temperature):
         calls.append(len(draws["z"]))
         return images_of(draws)
 
-    ahead = rejection.rejection_sample([7] * 40, range(40), SPECS, rule, sample, score_by_first_value)
+    ahead = rejection.rejection_sample([7] * 40, range(40), SPECS, rule, sample, score_by_first_value, lookahead=True)
     rounds_ahead, calls[:] = len(calls), []
     one = rejection.rejection_sample([7] * 40, range(40), SPECS, rule, sample, score_by_first_value, lookahead=False)
     np.testing.assert_array_equal(ahead.images, one.images)
