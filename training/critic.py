@@ -229,8 +229,8 @@ def critic_from_run(
     """Use the training run's own discriminator ``net`` as the critic, instead of fitting one.
 
     D co-evolved with G, so it has learned what G gets wrong at the level of the digit's shape,
-    not only its stroke texture (on the shipped dcgan its logit tracks classifier confidence 3x
-    better than a critic fitted afterwards; docs/SAMPLING.md). It must be the D of the very
+    not only its stroke texture (on dcgan, filtering by it raises the confident share far more
+    than a critic fitted afterwards does; docs/RESULTS.md). It must be the D of the very
     generator the artifact holds: the run's exported weights must hash to the card's
     ``sha256_generator``, else this refuses (``RunMismatch``). BatchNorm runs in eval mode, so a
     sample's score does not depend on its batch."""
@@ -247,19 +247,19 @@ def critic_from_run(
         raise RunMismatch(f"{run} ({Path(state['checkpoint']).name}, step {state.get('step')}) is not the run "
                           f"{art.name} was exported from: its generator weights hash to {digest[:12]}, the card's to "
                           f"{want[:12]}")
-    critic = nets[net].eval()
     probe = torch.zeros(2, int(card.get("channels") or 1), art.image_size, art.image_size)
     with torch.no_grad():
-        out = critic(probe)
+        out = nets[net].eval()(probe)
     if out.shape not in ((2,), (2, 1)):
         raise ValueError(f"{net} maps an image batch to {tuple(out.shape)}; a critic gives one logit per image")
+    critic = _Logit(nets[net]).eval()  # [B] for scoring, calibration and the exported graph alike
     _, test = load_data(art, data_root)
     acc, auc = held_out(critic, art, test, seed)
     cal = calibrate(critic, art, quantile=quantile, temperature=temperature)
     entry = {**cal, "max_candidates": rejection.MAX_CANDIDATES, "source": f"run:{net}",
              "critic_steps": int(state.get("step") or 0), "critic_seconds": 0.0,
              "held_out_accuracy": round(acc, 4), "held_out_auc": round(auc, 4), "command": command}
-    export_critic(_Logit(critic), art_dir, entry)
+    export_critic(critic, art_dir, entry)
     return read_card(Path(art_dir))["rejection"]
 
 
