@@ -80,3 +80,24 @@ def test_a_net_the_run_lacks_is_named(exported):
     run, art = exported
     with pytest.raises(ValueError, match="has no net 'critic'.*D, G"):
         critic_from_run(art, run, None, net="critic")
+
+
+def test_an_autoencoders_image_d_filters_its_decoder(tmp_path):
+    """aae serves /generate from its decoder on prior samples (task "reconstruct"): its image
+    discriminator DX is a critic like a GAN's D, and serving filters through it."""
+    run = tmp_path / "aae"
+    train(TrainConfig(variant="aae", data="digits", out=str(run), steps=20, batch_size=16, threads=1,
+                      model={"width": 8, "latent_dim": 4, "image_size": 16, "d_hidden": 16, "image_adv": 0.1,
+                             "image_d_width": 8}), progress=False)
+    art = export_run(run, "tiny-aae", tmp_path / "art", which="latest", store=False)
+    with pytest.raises(ValueError, match="has no net 'D2'.*D, DX, Dec, E"):
+        critic_from_run(art, run, None, net="D2")
+    torch.set_num_threads(1)
+    assert main(["critic", str(art), "--from-run", str(run), "--net", "DX", "--quantile", "0.5",
+                 "--temperature", "0.5"]) in (0, None)
+    card = json.loads((art / "card.json").read_text())
+    assert card["task"] == "reconstruct" and card["rejection"]["source"] == "run:DX"
+    model = validate_artifact(art)
+    assert model.filters == ["critic", "none"]
+    filtered, raw = model.generate(32, seed=5), model.generate(32, seed=5, filter="none")
+    assert 0 < (filtered != raw).any(axis=(1, 2, 3)).sum() < 32

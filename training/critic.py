@@ -182,7 +182,9 @@ def export_critic(critic: nn.Module, art_dir: str | Path, entry: dict[str, Any])
 
 def _filterable(art_dir: str | Path, quantile: float, temperature: float) -> OnnxArtifact:
     art = OnnxArtifact(art_dir, threads=torch.get_num_threads())
-    if art.task != "generate" or not art.has("generator"):
+    # any artifact /generate serves from a generator graph: a GAN's, or an autoencoder's decoder
+    # on prior samples (aae, task "reconstruct"); a translator has none
+    if not art.has("generator"):
         raise ValueError(f"{art.name}: a critic filters generated images; this artifact has no generator")
     if art.conditional:
         raise ValueError(f"{art.name}: rejection sampling is for unconditional generators (this one takes a label)")
