@@ -31,17 +31,28 @@ def test_every_linked_image_exists_and_is_small():
         assert "../../../docs/images/" in card.read_text(), f"{card.parent.name}'s card embeds no figure"
 
 
+def assert_same_picture(png: np.ndarray, want: np.ndarray) -> None:
+    """Equal up to the uint8 rounding of a float that ONNX Runtime's CPU kernels compute a few
+    ulps apart on different CPUs (AVX-512 vs AVX2 paths): at most 1 grey level, on at most
+    0.1% of the pixels. Another seed, model or layout differs by far more than that."""
+    assert png.shape == want.shape
+    diff = np.abs(png.astype(np.int16) - want.astype(np.int16))
+    assert diff.max() <= 1, f"pixels differ by up to {diff.max()} grey levels"
+    assert (diff > 0).mean() <= 1e-3, f"{(diff > 0).mean():.2%} of the pixels differ"
+
+
 @pytest.mark.parametrize("name", ["dcgan", "cgan-fashion", "stylegan"])
 def test_committed_grid_is_what_the_artifact_generates(name):
     png = np.asarray(Image.open(IMAGES / f"{name}-grid.png"))[::2, ::2]  # figures are 2x nearest
     want = api.grid(load(REPO / "serving" / "pretrained" / name).generate(n=64, seed=0))
-    np.testing.assert_array_equal(png[:, :, None] if png.ndim == 2 else png, want)
+    assert_same_picture(png[:, :, None] if png.ndim == 2 else png, want)
 
 
 def test_mixing_figure_matches_the_api():
     m = load(REPO / "serving" / "pretrained" / "stylegan")
     png = np.asarray(Image.open(IMAGES / "stylegan-mix.png"))[::2, ::2]
-    np.testing.assert_array_equal(png[:, :, None], m.mix([1, 2, 3, 4, 5], [6, 7, 8, 9, 10], crossover=3))
+    assert_same_picture(png[:, :, None], m.mix([1, 2, 3, 4, 5], [6, 7, 8, 9, 10], crossover=3))
+    assert not np.array_equal(png[:, :, None], m.mix([1, 2, 3, 4, 5], [6, 7, 8, 9, 10], crossover=2))
 
 
 def test_mix_default_crossover_comes_from_the_card(serving_artifacts, tmp_path):
