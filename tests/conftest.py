@@ -385,6 +385,12 @@ def serving_server(
         "GANZOO_MODELS": ",".join(SERVED),
         "GANZOO_MAX_PIXELS": "1000000",
         "GANZOO_MAX_BYTES": "3000000",
+        # Functional tests share this server; admission has its own servers with small limits
+        # (test_serving_engine.py's `limited`, test_serving_admission.py). With the default 2 s,
+        # Little's law refused part of a 48-request burst when CI's warm-up requests ran slow
+        # (rate learned at concurrency 1 while batching serves a burst faster), so the default
+        # limit made a batching test depend on the machine's speed.
+        "GANZOO_MAX_WAIT_S": "20",
     }
     with bentoml_server(home, env) as (url, log):
         yield ServingServer(url, home, log, serving_artifacts, tags, snapshot)

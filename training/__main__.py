@@ -42,7 +42,7 @@ def _resolve(args: argparse.Namespace) -> TrainConfig:
     for name in TrainConfig.model_fields:
         value = getattr(args, name, None)
         if value is not None and name not in ("variant", "model"):
-            data[name] = yaml.safe_load(value) if name not in ("out", "data_root", "data") else value
+            data[name] = yaml.safe_load(value) if name not in ("out", "data_root", "data", "init_from") else value
     model = dict(data.get("model") or {})
     for item in args.model:
         key, sep, value = item.partition("=")

@@ -61,6 +61,11 @@ class TrainConfig(BaseModel):
     eval_samples: int = Field(500, ge=50, description="samples per draw of the cheap metric (and reference images)")
     eval_draws: int = Field(16, ge=1, description="independent draws pooled by the cheap metric, each against its "
                             "own reference images (16: std 0.002-0.004, docs/METRICS.md)")
+    init_from: str | None = Field(None, description="artifact directory (card.json + ONNX graphs) whose weights "
+                                  "start the networks it was exported from, e.g. serving/pretrained/stylegan: "
+                                  "fine-tuning with a fresh D (training/warmstart.py); a new run only")
+    d_warmup: int = Field(0, ge=0, description="steps at the start in which only the discriminator groups D* "
+                          "learn (the others' LR is 0): with --init-from, a fresh D catches up with a trained G")
     resume: bool = Field(False, description="continue from out/checkpoints/latest.pt (required if it exists)")
     seed: int = Field(0, description="seeds init, data order and noise; a run is reproducible on the CPU")
     device: str = Field("auto", pattern=DEVICE_PATTERN,

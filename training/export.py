@@ -85,18 +85,22 @@ def _resize_batch(example: torch.Tensor, batch: int) -> torch.Tensor:
     return torch.randn(shape, dtype=example.dtype) if example.min() < 0 else torch.rand(shape, dtype=example.dtype)
 
 
+def onnx_export(graph: ExportGraph, module: torch.nn.Module, path: Path) -> None:
+    """``module`` (graph.module or a copy of it) traced on the graph's inputs: the one exporter
+    call, shared by export and by ``--init-from``, which inverts what it writes (training/warmstart.py)."""
+    module.eval()
+    torch.onnx.export(
+        module, tuple(graph.inputs.values()), str(path), input_names=list(graph.inputs),
+        output_names=graph.output_names, dynamic_axes=graph.dynamic_axes, opset_version=17, dynamo=False,
+    )
+
+
 def export_graph(graph: ExportGraph, path: Path, metadata: dict[str, str], tolerance: float = TOLERANCE) -> float:
     """Write one graph and return the max abs difference ORT vs torch on a fresh batch."""
     import onnx
     import onnxruntime as ort
 
-    names = list(graph.inputs)
-    args = tuple(graph.inputs.values())
-    graph.module.eval()
-    torch.onnx.export(
-        graph.module, args, str(path), input_names=names, output_names=graph.output_names,
-        dynamic_axes=graph.dynamic_axes, opset_version=17, dynamo=False,
-    )
+    onnx_export(graph, graph.module, path)
     model = onnx.load(str(path))
     for k, v in metadata.items():
         entry = model.metadata_props.add()

@@ -26,6 +26,7 @@ from training.device import DeviceError, resolve_device, resolve_precision, to_d
 from training.ema import EMA, recalibrate_batchnorm
 from training.image_pool import ImagePool
 from training.losses import AdversarialLoss, penalty_scaler
+from training.warmstart import init_from_artifact
 from zoo import registry
 from zoo.spec import DataInfo, StepContext, Variant
 
@@ -264,7 +265,11 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     info = data_info(data)
     variant = make_variant(cfg, info)
     torch.manual_seed(cfg.seed)
-    nets = {k: m.to(device) for k, m in variant.build().items()}  # initialised on the CPU: the same init anywhere
+    nets = variant.build()  # initialised on the CPU: the same init anywhere
+    if cfg.init_from and resumed is None:  # a resumed run's checkpoint holds every net already
+        for line in init_from_artifact(variant, nets, cfg.init_from):
+            log.info("--init-from %s: %s", cfg.init_from, line)
+    nets = {k: m.to(device) for k, m in nets.items()}
     distributed.broadcast_modules(nets)
     scaler = precision.grad_scaler()  # fp16 only
     opts = make_optimizers(variant, nets, cfg, scaler)
@@ -406,8 +411,9 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     while step < cfg.steps:
         factor = lr_factor(step, cfg.steps, cfg.lr_decay_start)
         for k, o in opts.items():
+            held = step < cfg.d_warmup and not k.startswith("D")  # --d-warmup: only D* groups learn
             for g, lr in zip(o.param_groups, base_lrs[k], strict=True):
-                g["lr"] = lr * factor
+                g["lr"] = 0.0 if held else lr * factor
         loss.top_k = top_k_fraction(step, cfg.top_k, cfg.top_k_ramp)
         ctx = StepContext(step_nets, opts, loss, step, cfg.d_steps, fetch, replay, device, scale)
         with precision.autocast(), penalty_scaler(scaler):
