@@ -128,6 +128,41 @@ def test_image_adversary_trains_dx_and_pulls_only_on_the_decoder():
     assert "DX" not in tiny().build() and "DX" not in tiny().optimizer_groups
 
 
+def test_recon_adversary_pulls_on_encoder_and_decoder_and_dx_sees_reconstructions():
+    """recon_adv (VAE-GAN's third term): reconstructions are half of DX's fakes, and the term
+    moves the encoder too (through Dec(E(x))), where image_adv alone leaves it to the MSE."""
+    torch.manual_seed(0)
+    batch = {"image": torch.rand(4, 1, 16, 16) * 2 - 1}
+    seen: list[torch.Tensor] = []
+    v = AAE(AAE.Config(**TINY, image_adv=0.1, recon_adv=0.5), DataInfo(channels=1, num_classes=10, name="digits"))
+    nets = v.build()
+    recon = nets["Dec"](nets["E"](batch["image"])).detach()
+
+    class Loss(AdversarialLoss):
+        def discriminator(self, critic, real, fake):  # noqa: ANN001, ANN201
+            seen.append(fake.detach())
+            return super().discriminator(critic, real, fake)
+
+    opts = {g: torch.optim.SGD([p for n in names for p in nets[n].parameters()], lr=0.0)
+            for g, names in v.optimizer_groups.items()}
+    logs = v.train_step(StepContext(nets, opts, Loss(), 0, 1, lambda: batch, lambda n, x: x))
+    assert "loss_gr" in logs and np.isfinite(logs["loss_gr"])
+    dx_fakes = seen[-1]
+    assert dx_fakes.shape == recon.shape and torch.allclose(dx_fakes[2:], recon[:2], atol=1e-6)
+
+    after = {}
+    for weight in (0.5, 0.0):
+        v.config.recon_adv = weight
+        nets_w = copy.deepcopy(nets)
+        opts = {g: torch.optim.SGD([p for n in names for p in nets_w[n].parameters()], lr=0.1 if g == "AE" else 0.0)
+                for g, names in v.optimizer_groups.items()}
+        torch.manual_seed(1)
+        v.train_step(StepContext(nets_w, opts, AdversarialLoss(), 0, 1, lambda: batch, lambda n, x: x))
+        after[weight] = snapshot(nets_w)
+    for name in ("E", "Dec"):
+        assert not all(torch.equal(a, b) for a, b in zip(after[0.5][name], after[0.0][name], strict=True)), name
+
+
 def test_image_adv_run_resumes_and_exports_the_same_two_graphs(tmp_path):
     cfg = {"variant": "aae", "data": "digits", "out": str(tmp_path / "run"), "batch_size": 8, "threads": 1,
            "sample_every": 100, "model": {**TINY, "image_adv": 0.1}}

@@ -49,6 +49,10 @@ class AAEConfig(VariantConfig):
         0.0, description="weight of the decoder's image-space adversarial loss (0: the paper's AAE)"
     )
     image_d_width: int = Field(32, description="width of the image discriminator DX (only built when image_adv > 0)")
+    recon_adv: float = Field(
+        0.0, description="weight of the decoder's image-space adversarial loss on reconstructions Dec(E(x)), which "
+        "DX then also sees as fakes (VAE-GAN's third term; needs image_adv > 0)"
+    )
 
 
 class Encoder(nn.Module):
@@ -119,16 +123,21 @@ class AAE(Variant):
         # 1. reconstruction phase: E and Dec minimise the reconstruction error (and, with an
         #    image discriminator, Dec also makes decoded prior samples look real to it)
         ctx.opts["AE"].zero_grad(set_to_none=True)
-        loss_recon = F.mse_loss(Dec(E(x)), x)
+        recon = Dec(E(x))
+        loss_recon = F.mse_loss(recon, x)
         loss_ae = loss_recon
+        recon_adv = self.config.recon_adv if DX is not None else 0.0
         if DX is not None:
             fake = Dec(self.prior(x.shape[0], x.device))
             DX.requires_grad_(False)
             try:
                 loss_gx = ctx.loss.generator(DX(fake))
+                loss_ae = loss_recon + self.config.image_adv * loss_gx
+                if recon_adv > 0:  # reconstructions must look real too: MSE alone blurs them
+                    loss_gr = ctx.loss.generator(DX(recon))
+                    loss_ae = loss_ae + recon_adv * loss_gr
             finally:
                 DX.requires_grad_(True)
-            loss_ae = loss_recon + self.config.image_adv * loss_gx
         ctx.scale(loss_ae).backward()
         ctx.opts["AE"].step()
 
@@ -158,10 +167,16 @@ class AAE(Variant):
         # 3. (image_adv > 0) the image discriminator: real images vs the decoded prior samples of phase 1
         if DX is not None:
             ctx.opts["DX"].zero_grad(set_to_none=True)
-            loss_dx = ctx.loss.discriminator(DX, x, ctx.replay("DX", fake.detach()))
+            fakes = ctx.replay("DX", fake.detach())
+            if recon_adv > 0:  # half prior samples, half reconstructions: the batch keeps its size (GP pairs)
+                half = fakes.shape[0] // 2
+                fakes = torch.cat([fakes[:half], recon.detach()[: fakes.shape[0] - half]])
+            loss_dx = ctx.loss.discriminator(DX, x, fakes)
             ctx.scale(loss_dx).backward()
             ctx.opts["DX"].step()
             logs |= {"loss_dx": float(loss_dx.detach()), "loss_gx": float(loss_gx.detach())}
+            if recon_adv > 0:
+                logs["loss_gr"] = float(loss_gr.detach())
         return logs
 
     # -- helpers for sampling and the evaluation suite ---------------------------------------
