@@ -96,6 +96,19 @@ def test_encoder_alone_is_what_the_regularisation_phase_moves():
     assert not changed(before, nets, "Dec") and not changed(before, nets, "D")
 
 
+def ae_step_with(v: AAE, nets, batch, **weights: float):
+    """The parameters after one step in which only the AE group (SGD, lr 0.1) moves, on a copy of
+    ``nets`` with the config's loss ``weights`` set and the same random draws each time."""
+    for k, w in weights.items():
+        setattr(v.config, k, w)
+    nets_w = copy.deepcopy(nets)
+    opts = {g: torch.optim.SGD([p for n in names for p in nets_w[n].parameters()], lr=0.1 if g == "AE" else 0.0)
+            for g, names in v.optimizer_groups.items()}
+    torch.manual_seed(1)
+    v.train_step(StepContext(nets_w, opts, AdversarialLoss(), 0, 1, lambda: batch, lambda n, x: x))
+    return snapshot(nets_w)
+
+
 def test_image_adversary_trains_dx_and_pulls_only_on_the_decoder():
     torch.manual_seed(0)
     v = AAE(AAE.Config(**TINY, image_adv=0.1), DataInfo(channels=1, num_classes=10, name="digits"))
@@ -113,15 +126,7 @@ def test_image_adversary_trains_dx_and_pulls_only_on_the_decoder():
     assert all(p.requires_grad for p in nets["DX"].parameters())
 
     # the image term is in phase 1's loss: its weight changes the decoder's step, not the encoder's
-    after = {}
-    for weight in (0.1, 1e-6):
-        v.config.image_adv = weight
-        nets_w = copy.deepcopy(nets)
-        opts = {g: torch.optim.SGD([p for n in names for p in nets_w[n].parameters()], lr=0.1 if g == "AE" else 0.0)
-                for g, names in v.optimizer_groups.items()}
-        torch.manual_seed(1)
-        v.train_step(StepContext(nets_w, opts, AdversarialLoss(), 0, 1, lambda: batch, lambda n, x: x))
-        after[weight] = snapshot(nets_w)
+    after = {w: ae_step_with(v, nets, batch, image_adv=w) for w in (0.1, 1e-6)}
     assert all(torch.equal(a, b) for a, b in zip(after[0.1]["E"], after[1e-6]["E"], strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(after[0.1]["Dec"], after[1e-6]["Dec"], strict=True))
     # the paper's AAE (image_adv 0) builds no image discriminator
@@ -150,15 +155,7 @@ def test_recon_adversary_pulls_on_encoder_and_decoder_and_dx_sees_reconstruction
     dx_fakes = seen[-1]
     assert dx_fakes.shape == recon.shape and torch.allclose(dx_fakes[2:], recon[:2], atol=1e-6)
 
-    after = {}
-    for weight in (0.5, 0.0):
-        v.config.recon_adv = weight
-        nets_w = copy.deepcopy(nets)
-        opts = {g: torch.optim.SGD([p for n in names for p in nets_w[n].parameters()], lr=0.1 if g == "AE" else 0.0)
-                for g, names in v.optimizer_groups.items()}
-        torch.manual_seed(1)
-        v.train_step(StepContext(nets_w, opts, AdversarialLoss(), 0, 1, lambda: batch, lambda n, x: x))
-        after[weight] = snapshot(nets_w)
+    after = {w: ae_step_with(v, nets, batch, recon_adv=w) for w in (0.5, 0.0)}
     for name in ("E", "Dec"):
         assert not all(torch.equal(a, b) for a, b in zip(after[0.5][name], after[0.0][name], strict=True)), name
 
