@@ -24,7 +24,8 @@ would undo the scale of a separate step). An MSE decoder returns the mean of eve
 code could stand for, so its samples are blurred averages that a nearest-neighbour test tells
 from real digits at a glance; the pixel-space game pushes them back onto the image manifold
 (as VAE-GAN, Larsen et al. 2016, does for the VAE), while the reconstruction phase keeps the
-code meaningful.
+code meaningful. ``recon_adv > 0`` also makes reconstructions fakes for ``DX`` (VAE-GAN's third
+term); measured on MNIST it sharpened reconstructions, not samples (docs/RESULTS.md).
 """
 
 from __future__ import annotations
