@@ -155,6 +155,9 @@ def test_recon_adversary_pulls_on_encoder_and_decoder_and_dx_sees_reconstruction
     dx_fakes = seen[-1]
     assert dx_fakes.shape == recon.shape and torch.allclose(dx_fakes[2:], recon[:2], atol=1e-6)
 
+    with pytest.raises(ValueError, match="recon_adv > 0 needs the image discriminator DX"):
+        AAE.Config(**TINY, recon_adv=0.5)  # without image_adv it would be silently ignored
+
     after = {w: ae_step_with(v, nets, batch, recon_adv=w) for w in (0.5, 0.0)}
     for name in ("E", "Dec"):
         assert not all(torch.equal(a, b) for a, b in zip(after[0.5][name], after[0.0][name], strict=True)), name

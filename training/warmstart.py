@@ -95,7 +95,7 @@ def recover_state(graph: ExportGraph, artifact_graph: Path) -> dict[str, torch.T
     with torch.no_grad():
         for t in tensors.values():  # distinct, non-zero values: every ratio is defined and telling
             t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
-    from training.export import onnx_export
+    from training.export import onnx_export  # here: training.export imports training.loop, which imports this
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_export(graph, probe, Path(tmp) / "probe.onnx")

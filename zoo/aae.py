@@ -34,7 +34,7 @@ from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from zoo.dcgan import Discriminator, Generator, init_weights
@@ -54,6 +54,12 @@ class AAEConfig(VariantConfig):
         0.0, description="weight of the decoder's image-space adversarial loss on reconstructions Dec(E(x)), which "
         "DX then also sees as fakes (VAE-GAN's third term; needs image_adv > 0)"
     )
+
+    @model_validator(mode="after")
+    def _recon_adv_needs_dx(self) -> AAEConfig:
+        if self.recon_adv > 0 and self.image_adv <= 0:
+            raise ValueError("recon_adv > 0 needs the image discriminator DX: set image_adv > 0 too")
+        return self
 
 
 class Encoder(nn.Module):
@@ -127,7 +133,7 @@ class AAE(Variant):
         recon = Dec(E(x))
         loss_recon = F.mse_loss(recon, x)
         loss_ae = loss_recon
-        recon_adv = self.config.recon_adv if DX is not None else 0.0
+        recon_adv = self.config.recon_adv  # > 0 only with DX (AAEConfig checks it)
         if DX is not None:
             fake = Dec(self.prior(x.shape[0], x.device))
             DX.requires_grad_(False)
