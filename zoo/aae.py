@@ -26,11 +26,24 @@ from real digits at a glance; the pixel-space game pushes them back onto the ima
 (as VAE-GAN, Larsen et al. 2016, does for the VAE), while the reconstruction phase keeps the
 code meaningful. ``recon_adv > 0`` also makes reconstructions fakes for ``DX`` (VAE-GAN's third
 term); measured on MNIST it sharpened reconstructions, not samples (docs/RESULTS.md).
+
+``prior="mixture"`` replaces N(0, I) by the paper's other prior (its Fig. 2): a mixture of
+``prior_components`` unit Gaussians, centred on the axes at ``prior_radius`` (+e1, -e1, +e2, ...).
+An 8-dimensional N(0, I) has no gaps, so the decoder must draw something between every two
+digits that meet in code space, and those in-between codes become ambiguous samples; a
+mixture leaves low-density gaps where the encoder can put its class boundaries. Serving only
+fills ``z`` with standard normals (docs/ARTIFACTS.md), so the artifact takes one more
+dimension and does the mixing in the graph (``MixturePrior``): ``z[:, 0]`` picks the component
+(equal shares, by its normal quantile), ``z[:, 1:]`` is the offset from its centre; the
+encoder graph returns the inverse (its component's central quantile, then the offset), so
+``/reconstruct`` and latent arithmetic work in the served space unchanged.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -55,11 +68,70 @@ class AAEConfig(VariantConfig):
         "DX then also sees as fakes (VAE-GAN's third term; needs image_adv > 0)"
     )
 
+    prior: Literal["normal", "mixture"] = Field(
+        "normal", description="the code prior: N(0, I) (the paper's default) or a mixture of unit Gaussians on the axes"
+    )
+    prior_components: int = Field(10, ge=2, description="mixture components (prior=mixture; at most 2 x latent_dim)")
+    prior_radius: float = Field(4.0, gt=0, description="distance of the mixture centres from 0 (prior=mixture)")
+
     @model_validator(mode="after")
     def _recon_adv_needs_dx(self) -> AAEConfig:
         if self.recon_adv > 0 and self.image_adv <= 0:
             raise ValueError("recon_adv > 0 needs the image discriminator DX: set image_adv > 0 too")
+        if self.prior == "mixture" and self.prior_components > 2 * self.latent_dim:
+            raise ValueError(f"prior_components {self.prior_components} > 2 x latent_dim {self.latent_dim}: "
+                             "the mixture centres are +-radius on the code axes, two per axis")
         return self
+
+
+class MixturePrior(nn.Module):
+    """Standard normals of ``latent_dim + 1`` values <-> codes from a mixture of unit Gaussians.
+
+    Deterministic and exportable, so that the served graphs take and give what serving draws
+    (standard normals): ``to_code`` picks component ``floor(K * Phi(u0))`` and adds ``u[1:]``
+    to its centre; ``from_code`` takes the nearest centre and returns its central quantile and
+    the offset, so ``to_code(from_code(c)) == c`` for every code."""
+
+    def __init__(self, latent_dim: int, components: int, radius: float) -> None:
+        super().__init__()
+        means = torch.zeros(components, latent_dim)
+        for k in range(components):
+            means[k, k // 2] = radius if k % 2 == 0 else -radius
+        p = (torch.arange(components, dtype=torch.float64) + 0.5) / components
+        self.register_buffer("means", means, persistent=False)
+        self.register_buffer("centres", (math.sqrt(2) * torch.erfinv(2 * p - 1)).float(), persistent=False)
+        self.components = components
+
+    def to_code(self, u: torch.Tensor) -> torch.Tensor:
+        p = 0.5 * (1 + torch.erf(u[:, 0] / math.sqrt(2)))
+        k = torch.clamp(torch.floor(p * self.components), 0, self.components - 1).long()
+        return self.means[k] + u[:, 1:]
+
+    def from_code(self, code: torch.Tensor) -> torch.Tensor:
+        k = ((code[:, None, :] - self.means[None]) ** 2).sum(-1).argmin(1)
+        return torch.cat([self.centres[k][:, None], code - self.means[k]], dim=1)
+
+
+class _ServedDecoder(nn.Module):
+    """The artifact's generator with a mixture prior: standard normals -> code -> image."""
+
+    def __init__(self, prior: MixturePrior, dec: nn.Module) -> None:
+        super().__init__()
+        self.prior, self.dec = prior, dec
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.dec(self.prior.to_code(z))
+
+
+class _ServedEncoder(nn.Module):
+    """The artifact's encoder with a mixture prior: image -> code -> the standard normals that give it."""
+
+    def __init__(self, prior: MixturePrior, enc: nn.Module) -> None:
+        super().__init__()
+        self.prior, self.enc = prior, enc
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.prior.from_code(self.enc(image))
 
 
 class Encoder(nn.Module):
@@ -94,8 +166,23 @@ class AAE(Variant):
     name = "aae"
     task = "reconstruct"
     Config = AAEConfig
-    description = "Adversarial autoencoder with a Gaussian prior (Makhzani et al. 2015)"
+    description = "Adversarial autoencoder with a Gaussian or Gaussian-mixture prior (Makhzani et al. 2015)"
     ema_modules = ("E", "Dec")
+
+    @property
+    def mixture(self) -> MixturePrior | None:
+        """The mixture prior's map, or None for N(0, I)."""
+        c = self.config
+        if c.prior != "mixture":
+            return None
+        if getattr(self, "_mixture", None) is None:
+            self._mixture = MixturePrior(c.latent_dim, c.prior_components, c.prior_radius)
+        return self._mixture
+
+    @property
+    def latent_dim(self) -> int:
+        """The served ``z``'s size: the code's, plus the component's coordinate with a mixture prior."""
+        return self.config.latent_dim + (1 if self.config.prior == "mixture" else 0)
 
     @property  # type: ignore[override]
     def optimizer_groups(self) -> dict[str, tuple[str, ...]]:
@@ -120,7 +207,10 @@ class AAE(Variant):
 
     def prior(self, n: int, device: torch.device | None = None,
               generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, device=device, generator=generator)
+        """Codes from the prior, drawn as the artifact draws them (so seeds give the same samples)."""
+        u = torch.randn(n, self.latent_dim, device=device, generator=generator)
+        mix = self.mixture
+        return u if mix is None else mix.to(u.device).to_code(u)
 
     def train_step(self, ctx: StepContext) -> dict[str, float]:
         E, Dec, D = ctx.nets["E"], ctx.nets["Dec"], ctx.nets["D"]
@@ -219,17 +309,20 @@ class AAE(Variant):
 
     def export_graphs(self, nets: dict[str, nn.Module]) -> list[ExportGraph]:
         size = self.image_size
+        mix = self.mixture
+        dec = nets["Dec"] if mix is None else _ServedDecoder(mix, nets["Dec"])
+        enc = nets["E"] if mix is None else _ServedEncoder(mix, nets["E"])
         return [
             ExportGraph(
                 role="generator",
-                module=nets["Dec"],
+                module=dec,
                 inputs={"z": torch.randn(2, self.latent_dim)},
                 output_names=["image"],
                 dynamic_axes={"z": {0: "batch"}, "image": {0: "batch"}},
             ),
             ExportGraph(
                 role="encoder",
-                module=nets["E"],
+                module=enc,
                 inputs={"image": torch.rand(2, self.channels, size, size) * 2 - 1},
                 output_names=["code"],
                 dynamic_axes={"image": {0: "batch"}, "code": {0: "batch"}},
