@@ -257,3 +257,17 @@ def test_mixture_prior_samples_are_what_the_artifact_serves(tmp_path):
     assert served_code.shape == (6, 9)
     # /reconstruct in the served space: generator(encoder(x)) is the decoder on the encoder's own code
     assert np.abs(gen.run(None, {"z": served_code})[0] - recon).max() <= 1e-4
+
+    # and serving (no torch, standard normals only) loads it and reconstructs through it unchanged
+    from PIL import Image
+
+    from serving.api import load_artifact
+
+    gan = load_artifact(dest).gan
+    digit = ((x[0, 0].numpy() + 1) * 127.5).round().astype(np.uint8)
+    with torch.no_grad():
+        want_recon = nets["Dec"](nets["E"](torch.from_numpy(digit[None, None] / 127.5 - 1).float()))
+    want_u8 = ((want_recon[0, 0].numpy() + 1) * 127.5).clip(0, 255)
+    assert gan.encode(Image.fromarray(digit)).shape == (9,)
+    got = gan.reconstruct(Image.fromarray(digit))
+    assert got.shape == (16, 16, 1) and np.abs(got[..., 0].astype(float) - want_u8).max() <= 1.0
