@@ -69,9 +69,12 @@ RECIPES: dict[str, tuple[str, str | tuple[str, ...]]] = {
                          "--augment color,translation,cutout --model fmap_base=1024 --model fmap_max=128 "
                          "--model style_mixing=0 --eval-every 1000 --sample-every 500 --ckpt-every 500"),
     # image_adv: the decoder also plays a GAN in image space (an MSE-only decoder gives blurred samples,
-    # 1-NN 0.632, FID 152); R1 (gamma 1) on both discriminators
+    # 1-NN 0.632, FID 152); R1 (gamma 1) on both discriminators. A 16-d code drawn from a mixture of ten
+    # unit Gaussians at radius 4.5 (was 8-d N(0, I)): 1-NN 0.593 -> 0.574, confident 0.838 -> 0.858,
+    # FID 4.1 -> 3.5, reconstruction MSE 0.021 -> 0.009 (RESULTS.md)
     "aae": ("mnist", "aae --data mnist --steps 8000 --batch-size 64 --model image_adv=0.05 --r1-weight 1 "
-            "--lr-decay-start 5000 --eval-every 500 --sample-every 500 --ckpt-every 500"),
+            "--lr-decay-start 5000 --eval-every 500 --sample-every 500 --ckpt-every 500 "
+            "--model latent_dim=16 --model prior=mixture --model prior_radius=4.5"),
 }
 
 # arguments of `python -m training export` beyond the defaults (which take the keep-best checkpoint)

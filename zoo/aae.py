@@ -14,7 +14,8 @@ Each training step runs the paper's two phases on the same batch:
    the encoder, acting as the generator, is updated to fool it (group ``G``).
 
 Once q(z) matches the prior, decoding prior samples generates images (``sample``), and the
-encoder gives a smooth 8-dimensional code for every image (``encode``).
+encoder gives a smooth ``latent_dim``-dimensional code for every image (``encode``; 8 in the paper,
+16 in the shipped model).
 
 ``image_adv > 0`` adds what the paper does not have: an image discriminator ``DX`` (the DCGAN
 discriminator) tells real images from decoded prior samples (phase 3), and the decoder's
@@ -29,7 +30,7 @@ term); measured on MNIST it sharpened reconstructions, not samples (docs/RESULTS
 
 ``prior="mixture"`` replaces N(0, I) by the paper's other prior (its Fig. 2): a mixture of
 ``prior_components`` unit Gaussians, centred on the axes at ``prior_radius`` (+e1, -e1, +e2, ...).
-An 8-dimensional N(0, I) has no gaps, so the decoder must draw something between every two
+N(0, I) has no gaps, so the decoder must draw something between every two
 digits that meet in code space, and those in-between codes become ambiguous samples; a
 mixture leaves low-density gaps where the encoder can put its class boundaries. Serving only
 fills ``z`` with standard normals (docs/ARTIFACTS.md), so the artifact takes one more
