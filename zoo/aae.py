@@ -30,9 +30,9 @@ term); measured on MNIST it sharpened reconstructions, not samples (docs/RESULTS
 
 ``prior="mixture"`` replaces N(0, I) by the paper's other prior (its Fig. 2): a mixture of
 ``prior_components`` unit Gaussians, centred on the axes at ``prior_radius`` (+e1, -e1, +e2, ...).
-N(0, I) has no gaps, so the decoder must draw something between every two
-digits that meet in code space, and those in-between codes become ambiguous samples; a
-mixture leaves low-density gaps where the encoder can put its class boundaries. Serving only
+N(0, I) has no gaps, so the decoder must draw something between every two digits that meet in
+code space, and those in-between codes become ambiguous samples; a mixture leaves low-density
+gaps where the encoder can put its class boundaries. Serving only
 fills ``z`` with standard normals (docs/ARTIFACTS.md), so the artifact takes one more
 dimension and does the mixing in the graph (``MixturePrior``): ``z[:, 0]`` picks the component
 (equal shares, by its normal quantile), ``z[:, 1:]`` is the offset from its centre; the
@@ -42,6 +42,7 @@ encoder graph returns the inverse (its component's central quantile, then the of
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from typing import Literal
@@ -76,7 +77,7 @@ class AAEConfig(VariantConfig):
     prior_radius: float = Field(4.0, gt=0, description="distance of the mixture centres from 0 (prior=mixture)")
 
     @model_validator(mode="after")
-    def _recon_adv_needs_dx(self) -> AAEConfig:
+    def _check_options(self) -> AAEConfig:
         if self.recon_adv > 0 and self.image_adv <= 0:
             raise ValueError("recon_adv > 0 needs the image discriminator DX: set image_adv > 0 too")
         if self.prior == "mixture" and self.prior_components > 2 * self.latent_dim:
@@ -170,15 +171,11 @@ class AAE(Variant):
     description = "Adversarial autoencoder with a Gaussian or Gaussian-mixture prior (Makhzani et al. 2015)"
     ema_modules = ("E", "Dec")
 
-    @property
+    @functools.cached_property
     def mixture(self) -> MixturePrior | None:
         """The mixture prior's map, or None for N(0, I)."""
         c = self.config
-        if c.prior != "mixture":
-            return None
-        if getattr(self, "_mixture", None) is None:
-            self._mixture = MixturePrior(c.latent_dim, c.prior_components, c.prior_radius)
-        return self._mixture
+        return MixturePrior(c.latent_dim, c.prior_components, c.prior_radius) if c.prior == "mixture" else None
 
     @property
     def latent_dim(self) -> int:
