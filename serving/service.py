@@ -41,7 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from serving import images, openapi, routelabels, sampling, ui, wire
+from serving import images, openapi, routelabels, sampling, traffic, ui, wire
 from serving.admission import Admission, clip
 from serving.coalesce import Coalescer
 from serving.engine import SETTINGS, Inference
@@ -622,4 +622,5 @@ Ganzoo.add_asgi_middleware(
     typed=frozenset(api.route for api in Ganzoo.apis.values()),
 )
 routelabels.install()
+traffic.install()
 openapi.install(Ganzoo)
