@@ -8,7 +8,8 @@ here): at ~600 requests/s that pinned ~36,000 contexts, about 230 MiB of RSS, an
 ``tests/test_serving_hostile.py`` saw the service grow for a minute before it levelled off.
 asyncpg fixed the same pattern in MagicStack/asyncpg#831. BentoML has no setting for it, so
 ``install()`` swaps in a subclass whose timer runs in an empty context and is cancelled once the
-request is over; asyncio drops cancelled timers from its heap once they are the majority.
+request is over; asyncio drops cancelled timers from its heap once they are the majority. Its
+504 carries the project's JSON error shape ``{"error", "detail"}``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ def install() -> None:
                 await waiter
             except asyncio.TimeoutError:
                 if fut.cancel():
-                    body = {"error": f"Not able to process the request in {self.timeout} seconds"}
+                    # the project's error shape (BentoML's has no "detail"); admission's 503 at
+                    # GANZOO_TIMEOUT_S normally answers first, this is the backstop 30 s later
+                    body = {"error": f"request not answered within {self.timeout:g} s (traffic.timeout)",
+                            "detail": {"timeout_s": self.timeout}}
                     await JSONResponse(body, status_code=504)(scope, receive, send)
             else:
                 await fut

@@ -81,7 +81,7 @@ def test_the_installed_timeout_lets_an_answered_request_go():
     assert bentoml_traffic.TimeoutMiddleware is installed
 
 
-def test_a_request_past_the_timeout_gets_a_504_and_its_work_is_cancelled():
+def test_a_request_past_the_timeout_gets_a_json_504_and_its_work_is_cancelled():
     traffic.install()
     cancelled = asyncio.Event()
 
@@ -99,4 +99,5 @@ def test_a_request_past_the_timeout_gets_a_504_and_its_work_is_cancelled():
 
     sent = asyncio.run(main())
     assert sent[0]["status"] == 504
-    assert "0.05 seconds" in json.loads(sent[1]["body"])["error"]
+    body = json.loads(sent[1]["body"])
+    assert "within 0.05 s" in body["error"] and body["detail"] == {"timeout_s": 0.05}
