@@ -139,3 +139,60 @@ def test_cli_fine_tunes_from_an_artifact_with_d_warmup(dcgan_art, tmp_path):
     state = torch.load(out / "checkpoints" / "latest.pt", map_location="cpu", weights_only=False)
     assert state["step"] == 4
     assert any(not torch.allclose(state["nets"]["G"][k], art_nets["G"].state_dict()[k], atol=1e-6) for k in g_params)
+
+
+def test_a_fine_tune_exports_a_weight_average_with_its_start_and_its_full_provenance(stylegan_art, tmp_path):
+    """``export --average-with ART --run-share S``: every exported weight is S x the run's + (1 - S)
+    x the artifact's, and the ONNX graph computes that network; the card lists the artifact's
+    commands before the run's, adds both wall times, and names the artifact it averaged with."""
+    out = tmp_path / "ft"
+    train(TrainConfig(variant="stylegan", data="digits", out=str(out), steps=4, batch_size=8, threads=1,
+                      model=STYLE, init_from=str(stylegan_art), lr_g=0.05), progress=False)
+    art_card = json.loads((stylegan_art / "card.json").read_text())
+    _, run_nets, state = load_run(out, "latest")
+    base_v, base_nets = _fresh("stylegan", STYLE)
+    init_from_artifact(base_v, base_nets, stylegan_art)
+    dest = export_run(out, "soup", tmp_path / "soup", which="latest", store=False, fp16=False,
+                      average_with=stylegan_art, run_share=0.25)
+    card = json.loads((dest / "card.json").read_text())
+
+    v, soup = _fresh("stylegan", STYLE)
+    init_from_artifact(v, soup, dest)
+    theirs, own = base_nets["G"].state_dict(), run_nets["G"].state_dict()
+    moved = [k for k in own if own[k].is_floating_point() and not torch.allclose(own[k], theirs[k], atol=1e-4)]
+    assert moved, "the fine-tune changed the generator"
+    for k in moved:
+        assert torch.allclose(soup["G"].state_dict()[k], 0.25 * own[k] + 0.75 * theirs[k], atol=1e-5), k
+    v, mixed = _fresh("stylegan", STYLE)  # the average made here, by hand, computes what the graph serves
+    mixed["G"].load_state_dict({k: torch.lerp(theirs[k], t, 0.25) if t.is_floating_point() else t
+                                for k, t in own.items()})
+    graph = next(g for g in v.export_graphs(mixed) if g.role == "generator")
+    torch.manual_seed(5)
+    feeds = {k: torch.randn(3, *x.shape[1:]) if x.dim() and x.dtype.is_floating_point else x
+             for k, x in graph.inputs.items()}
+    mixed["G"].eval()
+    with torch.no_grad():
+        expect = graph.module(*feeds.values()).numpy()
+    assert np.abs(_onnx_out(dest / "generator.onnx", feeds) - expect).max() <= 1e-4
+
+    lines = card["train_command"].splitlines()
+    assert lines[: len(art_card["train_command"].splitlines())] == art_card["train_command"].splitlines()
+    assert len(lines) == len(art_card["train_command"].splitlines()) + 1
+    assert card["init_from"]["sha256"] == art_card["sha256"] == card["average"]["sha256"]
+    assert card["average"] == {"name": art_card["name"], "sha256": art_card["sha256"], "run_share": 0.25,
+                               "artifact_share": 0.75}
+    assert card["wall_time_s"] == pytest.approx(art_card["wall_time_s"] + state["wall_time_s"], abs=0.2)
+    assert card["steps"] == art_card["steps"] + 4 and card["init_from"]["steps"] == art_card["steps"] == 3
+    assert "weight-space average" in (dest / "card.md").read_text()
+
+
+def test_an_average_outside_the_open_interval_or_with_another_variant_is_refused(stylegan_art, dcgan_art):
+    from training.export import ExportError
+
+    with pytest.raises(ExportError, match="strictly between 0 and 1, not 1.0"):
+        export_run(stylegan_art.parent, "x", stylegan_art.parent / "x", store=False, fp16=False,
+                   average_with=stylegan_art, run_share=1.0)
+    with pytest.raises(ExportError, match="holds a 'dcgan' model; this run trains 'stylegan'"):
+        export_run(stylegan_art.parent, "x", stylegan_art.parent / "x", store=False, fp16=False,
+                   average_with=dcgan_art, run_share=0.5)
+    assert not (stylegan_art.parent / "x").exists()

@@ -128,6 +128,10 @@ def build_parser(variant: str | None = None) -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", choices=["best", "latest"], default="best", help="which checkpoint")
     e.add_argument("--no-store", action="store_true", help="do not save into the BentoML model store")
     e.add_argument("--no-fp16", action="store_true", help="no half-precision copies of the graphs")
+    e.add_argument("--average-with", metavar="ARTIFACT",
+                   help="the artifact the run was fine-tuned from: export a weight-space average of the two")
+    e.add_argument("--run-share", type=float, default=0.5,
+                   help="with --average-with: the run's share of the averaged weights (0 < share < 1)")
     h = sub.add_parser("fp16", help="add checked fp16 copies of the graphs to exported artifact directories")
     h.add_argument("dirs", nargs="+", help="artifact directories (card.json + *.onnx)")
     c = sub.add_parser("critic", help="fit a critic to an exported unconditional generator: /generate then serves "
@@ -174,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             from training.export import export_run
 
             dest = export_run(args.run, args.name, args.out, args.checkpoint, store=not args.no_store,
-                              fp16=not args.no_fp16)
+                              fp16=not args.no_fp16, average_with=args.average_with, run_share=args.run_share)
             print(export_summary(dest, stored=not args.no_store, run=args.run))
         elif args.cmd == "fp16":
             from pathlib import Path

@@ -126,7 +126,16 @@ def render_card(card: dict[str, Any]) -> str:
                 "steps", "wall_time_s", "git_commit", "sha256", "created"):
         if key in card:
             lines.append(f"| {key} | {card[key]} |")
-    lines += ["", "## Reproduce", "", "```", card.get("train_command", ""), "```", "", "## Metrics", ""]
+    lines += ["", "## Reproduce", "", "```", card.get("train_command", ""), "```"]
+    init, avg = card.get("init_from"), card.get("average")
+    if isinstance(init, dict):
+        lines += ["", f"The first commands made `{init.get('name')}` (weights sha256 {str(init.get('sha256'))[:12]}); "
+                  "the run after them started from its weights (`--init-from`) with a fresh discriminator."]
+    if isinstance(avg, dict):
+        lines += ["", f"Exported weights: {avg.get('run_share')} x the run's + {avg.get('artifact_share')} x "
+                  f"`{avg.get('name')}`'s (sha256 {str(avg.get('sha256'))[:12]}), a weight-space average "
+                  "(`python -m training export ... --average-with`)."]
+    lines += ["", "## Metrics", ""]
     metrics = card.get("metrics") or {}
     if metrics:
         lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in metrics.items()]
@@ -161,22 +170,46 @@ def export_run(
     tolerance: float = TOLERANCE,
     fp16: bool = True,
     progress: bool | None = None,
+    average_with: str | Path | None = None,
+    run_share: float = 0.5,
 ) -> Path:
     """Export ``run`` as artifact ``name`` into ``out`` (default ``<run>/export/<name>``), with
     an fp16 copy of each graph for GPUs unless ``fp16`` is false (training/fp16.py) and the
-    run's ``metrics.csv`` (compacted to ``serving.curves.MAX_BYTES``) so its curves outlive the run."""
+    run's ``metrics.csv`` (compacted to ``serving.curves.MAX_BYTES``) so its curves outlive the run.
+
+    ``average_with``: an artifact the run was fine-tuned from; the exported weights are then
+    ``run_share`` x the run's + the rest x the artifact's (training/warmstart.py). A run started
+    with ``--init-from`` lists the commands behind its starting artifact first, so the card's
+    ``train_command`` always reaches back to the data."""
     variant, nets, state = load_run(run, which)
     cfg = state["config"]
     dest = Path(out) if out is not None else Path(run) / "export" / name
-    run_card = {
+    init = state.get("init") or {}
+    # a resumed run lists the command of each leg, one per line, in the order they ran
+    commands = [c for c in str(init.get("train_command") or "").splitlines() if c.strip()]
+    commands += state.get("commands") or [state.get("command") or _train_command(cfg)]
+    run_card: dict[str, Any] = {
         "dataset": cfg["data"],
-        "steps": state["step"],
+        "steps": state["step"] + int(init.get("steps") or 0),  # a fine-tune's steps come after its start's
         "checkpoint": Path(state["checkpoint"]).name,
         "metrics": metrics or {},
-        # a resumed run lists the command of each leg, one per line, in the order they ran
-        "train_command": "\n".join(state.get("commands") or [state.get("command") or _train_command(cfg)]),
-        "wall_time_s": round(float(state.get("wall_time_s", 0.0)), 1),
+        "train_command": "\n".join(commands),
+        "wall_time_s": round(float(state.get("wall_time_s", 0.0)) + float(init.get("wall_time_s") or 0.0), 1),
     }
+    if init:
+        run_card["init_from"] = {k: init.get(k) for k in ("name", "sha256", "steps", "wall_time_s")}
+    if average_with is not None:
+        from training.warmstart import WarmStartError, average_with_artifact, provenance
+
+        try:
+            average_with_artifact(variant, nets, average_with, run_share)
+        except WarmStartError as e:
+            raise ExportError(f"--average-with {average_with}: {e}") from None
+        other = provenance(average_with)
+        run_card["average"] = {"name": other["name"], "sha256": other["sha256"], "run_share": run_share,
+                               "artifact_share": round(1.0 - run_share, 6)}
+        if other["sha256"] != init.get("sha256"):  # not the run's own start: its provenance is another chain
+            run_card["average"]["train_command"] = other["train_command"]
     metrics_csv = Path(run) / CURVES_FILE
     return export_variant(variant, nets, name, dest, run_card, store=store, tolerance=tolerance, fp16=fp16,
                           progress=progress, curves=metrics_csv if metrics_csv.is_file() else None)

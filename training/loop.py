@@ -26,7 +26,7 @@ from training.device import DeviceError, resolve_device, resolve_precision, to_d
 from training.ema import EMA, recalibrate_batchnorm
 from training.image_pool import ImagePool
 from training.losses import AdversarialLoss, penalty_scaler
-from training.warmstart import init_from_artifact
+from training.warmstart import init_from_artifact, provenance
 from zoo import registry
 from zoo.spec import DataInfo, StepContext, Variant
 
@@ -266,9 +266,12 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
     variant = make_variant(cfg, info)
     torch.manual_seed(cfg.seed)
     nets = variant.build()  # initialised on the CPU: the same init anywhere
+    # what made the starting weights, kept in every checkpoint so an export's card reaches back to the data
+    init: dict[str, Any] | None = resumed.get("init") if resumed is not None else None
     if cfg.init_from and resumed is None:  # a resumed run's checkpoint holds every net already
         for line in init_from_artifact(variant, nets, cfg.init_from):
             log.info("--init-from %s: %s", cfg.init_from, line)
+        init = provenance(cfg.init_from)
     nets = {k: m.to(device) for k, m in nets.items()}
     distributed.broadcast_modules(nets)
     scaler = precision.grad_scaler()  # fp16 only
@@ -375,6 +378,7 @@ def train(cfg: TrainConfig, progress: bool = True, command: str | None = None) -
                 "data_info": info.__dict__,
                 "command": command,
                 "commands": history + [command] if command and history[-1:] != [command] else history,
+                "init": init,
                 "wall_time_s": wall_before + time.perf_counter() - t0,
             },
             path,

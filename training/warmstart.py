@@ -21,6 +21,7 @@ import copy
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -121,16 +122,19 @@ def recover_state(graph: ExportGraph, artifact_graph: Path) -> dict[str, torch.T
     return recovered
 
 
-def init_from_artifact(variant: Variant, nets: dict[str, torch.nn.Module], artifact: str | Path) -> list[str]:
-    """Load ``artifact``'s exported weights into ``nets`` (in place); returns what was loaded, one
-    line per graph. Networks the artifact does not hold (discriminators) keep their fresh init."""
-    artifact = Path(artifact)
+def _artifact_card(variant: Variant, artifact: Path) -> dict[str, Any]:
     card_path = artifact / "card.json"
     if not card_path.is_file():
         raise WarmStartError(f"{artifact} is not an artifact directory (no card.json)")
     card = json.loads(card_path.read_text())
     if card.get("variant") != variant.name:
         raise WarmStartError(f"{artifact} holds a {card.get('variant')!r} model; this run trains {variant.name!r}")
+    return card
+
+
+def _recover(variant: Variant, nets: dict[str, torch.nn.Module], artifact: Path,
+             card: dict[str, Any]) -> list[tuple[ExportGraph, dict[str, torch.Tensor]]]:
+    """Every graph of ``nets`` the artifact holds, with its recovered state; nothing is loaded."""
     graphs = card.get("graphs") or {}
     recovered: list[tuple[ExportGraph, dict[str, torch.Tensor]]] = []
     for graph in variant.export_graphs(nets):  # every graph first: nothing is loaded unless all can be
@@ -139,14 +143,59 @@ def init_from_artifact(variant: Variant, nets: dict[str, torch.nn.Module], artif
         entry = graphs.get(graph.role)
         if entry is not None:
             recovered.append((graph, recover_state(graph, artifact / entry["file"])))
-    report: list[str] = []
-    for graph, state in recovered:
-        missing = sorted(set(_tensors(graph.module)) - set(state))
-        graph.module.load_state_dict(state, strict=False)
-        report.append(f"{graph.role}: {len(state)} tensors from {graphs[graph.role]['file']}"
-                      + (f" ({len(missing)} not in the graph kept their init: {', '.join(missing[:4])})"
-                         if missing else ""))
-    if not report:
+    if not recovered:
         raise WarmStartError(f"{artifact} holds none of {variant.name}'s graphs "
                              f"({', '.join(g.role for g in variant.export_graphs(nets))})")
+    return recovered
+
+
+def provenance(artifact: str | Path) -> dict[str, Any]:
+    """What made an artifact's weights: kept by a run started from it, so that the card of
+    whatever that run exports lists every command back to the data (training/export.py)."""
+    card = json.loads((Path(artifact) / "card.json").read_text())
+    return {"artifact": str(artifact), "name": card.get("name"), "sha256": card.get("sha256"),
+            "train_command": card.get("train_command", ""), "wall_time_s": float(card.get("wall_time_s") or 0.0),
+            "steps": int(card.get("steps") or 0)}
+
+
+def init_from_artifact(variant: Variant, nets: dict[str, torch.nn.Module], artifact: str | Path) -> list[str]:
+    """Load ``artifact``'s exported weights into ``nets`` (in place); returns what was loaded, one
+    line per graph. Networks the artifact does not hold (discriminators) keep their fresh init."""
+    artifact = Path(artifact)
+    card = _artifact_card(variant, artifact)
+    report: list[str] = []
+    for graph, state in _recover(variant, nets, artifact, card):
+        missing = sorted(set(_tensors(graph.module)) - set(state))
+        graph.module.load_state_dict(state, strict=False)
+        report.append(f"{graph.role}: {len(state)} tensors from {card['graphs'][graph.role]['file']}"
+                      + (f" ({len(missing)} not in the graph kept their init: {', '.join(missing[:4])})"
+                         if missing else ""))
+    return report
+
+
+def average_with_artifact(variant: Variant, nets: dict[str, torch.nn.Module], artifact: str | Path,
+                          run_share: float) -> list[str]:
+    """Set every exported network of ``nets`` to ``run_share`` x its own weights + the rest x
+    ``artifact``'s (in place): a weight-space average of two points of one fine-tuning path
+    (a "model soup", WiSE-FT). Both ends must share one start, so that the straight line between
+    them stays in one basin; then the average can beat both ends where a mixture of their
+    samples only lands between them (docs/RESULTS.md, stylegan). Every float tensor of an
+    averaged network must be in the artifact's graphs: one left at a fresh init would be noise."""
+    if not 0.0 < run_share < 1.0:
+        raise WarmStartError(f"the run's share of the average must lie strictly between 0 and 1, not {run_share}")
+    artifact = Path(artifact)
+    card = _artifact_card(variant, artifact)
+    report: list[str] = []
+    for graph, theirs in _recover(variant, nets, artifact, card):
+        own = graph.module.state_dict()
+        floats = [k for k, t in own.items() if t.is_floating_point()]
+        missing = [k for k in floats if k not in theirs]
+        if missing:
+            raise WarmStartError(f"{card['graphs'][graph.role]['file']} lacks {len(missing)} of {graph.role}'s "
+                                 f"weights ({', '.join(missing[:4])}): they cannot be averaged")
+        mixed = {k: torch.lerp(theirs[k].to(own[k].dtype), own[k], run_share) if k in floats else own[k]
+                 for k in own}
+        graph.module.load_state_dict(mixed)
+        report.append(f"{graph.role}: {len(floats)} tensors, {run_share:g} x the run's + "
+                      f"{1 - run_share:g} x {card['graphs'][graph.role]['file']}")
     return report
