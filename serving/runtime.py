@@ -283,6 +283,7 @@ class GanModel:
         self._check()
         self.random_specs = self._random_specs()
         self.rule = self._rule()
+        self._check_mix_crossover()
 
     # -- structure ---------------------------------------------------------------------------
     def _check(self) -> None:
@@ -364,6 +365,22 @@ class GanModel:
             contract.check_image(role, "output", tuple(y.shape), contract.Declared(channels=3), spatial=False)
             if y.shape[2:] != img.shape[2:]:
                 raise LoadError(f"{role} output is {y.shape[2]}x{y.shape[3]} for an 8x8 input: it must keep the size")
+
+    def _check_mix_crossover(self) -> None:
+        """A card's default crossover for /mix is the artifact's promise: a bad one is refused at
+        load, not answered as a client's mistake on every /mix request."""
+        value = self.card.get("mix_crossover")
+        if value is None:
+            return
+        if "mix" not in self.capabilities:
+            raise LoadError("card.json 'mix_crossover' is set but the generator has no z2/crossover inputs")
+        layers = self.style_layers
+        try:
+            n = int(str(value))  # an int, or its digits (ONNX metadata holds strings); not 2.5 or true
+        except ValueError:
+            n = -1
+        if n < 0 or (layers and n > layers):
+            raise LoadError(f"card.json 'mix_crossover' must be an integer in 0..{layers or 'L'}, got {value!r}")
 
     def _rule(self) -> rejection.Rule | None:
         """The rejection rule of a model that ships a critic (serving/rejection.py)."""

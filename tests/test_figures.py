@@ -71,6 +71,14 @@ def test_mix_default_crossover_comes_from_the_card(serving_artifacts, tmp_path):
     tiny = load(art)
     np.testing.assert_array_equal(tiny.mix([1, 2], [3, 4]), tiny.mix([1, 2], [3, 4], crossover=1))
     assert not np.array_equal(tiny.mix([1, 2], [3, 4]), tiny.mix([1, 2], [3, 4], crossover=2))
+    from serving.runtime import LoadError
+
+    for bad in (5, -1, 2.5, "two", True):  # L = 4: a card's default outside 0..L is refused at load
+        (art / "card.json").write_text(json.dumps({**card, "mix_crossover": bad}))
+        with pytest.raises(LoadError, match=r"'mix_crossover' must be an integer in 0\.\.4, got"):
+            load(art)
+    (art / "card.json").write_text(json.dumps({**card, "mix_crossover": "4"}))  # as ONNX metadata holds it
+    assert np.array_equal(load(art).mix([1], [2]), tiny.mix([1], [2], crossover=4))
 
 
 def _figures():  # noqa: ANN202

@@ -42,6 +42,9 @@ def test_the_shipped_card_was_trained_by_its_recipe(name):
     if card["task"] == "translate":
         which = "latest"  # no keep-best score for translation: export falls back to the latest checkpoint
     assert card["checkpoint"] == f"{which}.pt", name
+    fields = [a for a, flag in zip(args[1:], args, strict=False) if flag == "--card"]
+    for key, value in (f.split("=", 1) for f in fields):  # and the card fields the recipe sets
+        assert json.dumps(card.get(key)) == value, (name, key)
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))

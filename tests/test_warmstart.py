@@ -196,3 +196,22 @@ def test_an_average_outside_the_open_interval_or_with_another_variant_is_refused
         export_run(stylegan_art.parent, "x", stylegan_art.parent / "x", store=False, fp16=False,
                    average_with=dcgan_art, run_share=0.5)
     assert not (stylegan_art.parent / "x").exists()
+
+
+def test_export_card_fields_reach_the_card_and_are_checked_by_the_serving_contract(stylegan_art, tmp_path):
+    """``export --card KEY=VALUE`` adds an optional card field (JSON-parsed), refuses one that
+    export writes itself, and a value serving would refuse fails the export, leaving nothing."""
+    from training.__main__ import _card_fields
+    from training.export import ExportError
+
+    run = stylegan_art.parent
+    assert _card_fields(["mix_crossover=1", "note=a b"]) == {"mix_crossover": 1, "note": "a b"}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        _card_fields(["mix_crossover"])
+    dest = export_run(run, "x", tmp_path / "ok", store=False, fp16=False, card_fields={"mix_crossover": 1})
+    assert json.loads((dest / "card.json").read_text())["mix_crossover"] == 1
+    with pytest.raises(ExportError, match="'sha256' is written by export itself"):
+        export_run(run, "x", tmp_path / "a", store=False, fp16=False, card_fields={"sha256": "0"})
+    with pytest.raises(ExportError, match="'mix_crossover' must be an integer in 0..4, got 9"):
+        export_run(run, "x", tmp_path / "b", store=False, fp16=False, card_fields={"mix_crossover": 9})
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -109,6 +109,22 @@ def variant_help(name: str) -> str:
     return "\n".join(lines)
 
 
+def _card_fields(items: list[str]) -> dict[str, Any]:
+    """``--card KEY=VALUE`` flags: VALUE as JSON where it parses (3, true, [1]), else the string."""
+    import json
+
+    fields: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--card takes KEY=VALUE, got {item!r}")
+        try:
+            fields[key] = json.loads(value)
+        except ValueError:
+            fields[key] = value
+    return fields
+
+
 def build_parser(variant: str | None = None) -> argparse.ArgumentParser:
     """The CLI; with ``variant`` the train command's help lists that variant's hyperparameters."""
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
@@ -130,6 +146,9 @@ def build_parser(variant: str | None = None) -> argparse.ArgumentParser:
     e.add_argument("--no-fp16", action="store_true", help="no half-precision copies of the graphs")
     e.add_argument("--average-with", metavar="ARTIFACT",
                    help="the artifact the run was fine-tuned from: export a weight-space average of the two")
+    e.add_argument("--card", action="append", default=[], metavar="KEY=VALUE",
+                   help="an optional card.json field (VALUE as JSON, else a string), e.g. mix_crossover=3 "
+                        "(docs/ARTIFACTS.md); repeatable")
     e.add_argument("--run-share", type=float, default=0.5,
                    help="with --average-with: the run's share of the averaged weights (0 < share < 1)")
     h = sub.add_parser("fp16", help="add checked fp16 copies of the graphs to exported artifact directories")
@@ -178,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             from training.export import export_run
 
             dest = export_run(args.run, args.name, args.out, args.checkpoint, store=not args.no_store,
-                              fp16=not args.no_fp16, average_with=args.average_with, run_share=args.run_share)
+                              fp16=not args.no_fp16, average_with=args.average_with, run_share=args.run_share,
+                              card_fields=_card_fields(args.card))
             print(export_summary(dest, stored=not args.no_store, run=args.run))
         elif args.cmd == "fp16":
             from pathlib import Path

@@ -172,6 +172,7 @@ def export_run(
     progress: bool | None = None,
     average_with: str | Path | None = None,
     run_share: float = 0.5,
+    card_fields: dict[str, Any] | None = None,
 ) -> Path:
     """Export ``run`` as artifact ``name`` into ``out`` (default ``<run>/export/<name>``), with
     an fp16 copy of each graph for GPUs unless ``fp16`` is false (training/fp16.py) and the
@@ -180,7 +181,8 @@ def export_run(
     ``average_with``: an artifact the run was fine-tuned from; the exported weights are then
     ``run_share`` x the run's + the rest x the artifact's (training/warmstart.py). A run started
     with ``--init-from`` lists the commands behind its starting artifact first, so the card's
-    ``train_command`` always reaches back to the data."""
+    ``train_command`` always reaches back to the data. ``card_fields``: optional card entries
+    the export does not write itself (e.g. ``mix_crossover``), checked by the serving contract."""
     variant, nets, state = load_run(run, which)
     cfg = state["config"]
     dest = Path(out) if out is not None else Path(run) / "export" / name
@@ -212,7 +214,8 @@ def export_run(
             run_card["average"]["train_command"] = other["train_command"]
     metrics_csv = Path(run) / CURVES_FILE
     return export_variant(variant, nets, name, dest, run_card, store=store, tolerance=tolerance, fp16=fp16,
-                          progress=progress, curves=metrics_csv if metrics_csv.is_file() else None)
+                          progress=progress, curves=metrics_csv if metrics_csv.is_file() else None,
+                          card_fields=card_fields)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -246,6 +249,7 @@ def export_variant(
     fp16: bool = True,
     progress: bool | None = None,
     curves: Path | None = None,
+    card_fields: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``variant``'s graphs as artifact ``name`` at ``dest`` and check them with the serving
     runtime's own contract (serving/contract.py) before anything is stored.
@@ -295,6 +299,10 @@ def export_variant(
         "unserved_roles": list(variant.unserved_roles),
         "graphs": {},
     }
+    for key, value in (card_fields or {}).items():
+        if key in card or key in ("curves", "rejection"):
+            raise ExportError(f"card field {key!r} is written by export itself (or by `training critic`)")
+        card[key] = value
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     steps = len(graphs) + 1 + int(fp16)  # each graph, the serving check, the fp16 copies
