@@ -69,6 +69,9 @@ def test_a_fine_tuned_card_names_its_start_and_its_average(name):
     if name in FINE_TUNES:
         avg, init = card["average"], card["init_from"]
         assert avg["run_share"] == FINE_TUNES[name].run_share and avg["artifact_share"] == 1 - avg["run_share"]
+        export = shlex.split(avg["command"])  # the export that averaged, as the recipe runs it
+        assert export[:4] == ["python", "-m", "training", "export"] and "--average-with" in export
+        assert float(export[export.index("--run-share") + 1]) == avg["run_share"]
         assert avg["sha256"] == init["sha256"] != card["sha256"]  # averaged with its own start, and moved from it
         assert card["wall_time_s"] > init["wall_time_s"] > 0 and card["steps"] > init["steps"] > 0
         first_run = len(runs(name)[0])

@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
             dest = export_run(args.run, args.name, args.out, args.checkpoint, store=not args.no_store,
                               fp16=not args.no_fp16, average_with=args.average_with, run_share=args.run_share,
-                              card_fields=_card_fields(args.card))
+                              card_fields=_card_fields(args.card), command="python -m training " + shlex.join(argv))
             print(export_summary(dest, stored=not args.no_store, run=args.run))
         elif args.cmd == "fp16":
             from pathlib import Path

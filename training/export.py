@@ -135,6 +135,8 @@ def render_card(card: dict[str, Any]) -> str:
         lines += ["", f"Exported weights: {avg.get('run_share')} x the run's + {avg.get('artifact_share')} x "
                   f"`{avg.get('name')}`'s (sha256 {str(avg.get('sha256'))[:12]}), a weight-space average "
                   "(`python -m training export ... --average-with`)."]
+        if avg.get("command"):
+            lines += ["", "```", str(avg["command"]), "```"]
     lines += ["", "## Metrics", ""]
     metrics = card.get("metrics") or {}
     if metrics:
@@ -173,6 +175,7 @@ def export_run(
     average_with: str | Path | None = None,
     run_share: float = 0.5,
     card_fields: dict[str, Any] | None = None,
+    command: str | None = None,
 ) -> Path:
     """Export ``run`` as artifact ``name`` into ``out`` (default ``<run>/export/<name>``), with
     an fp16 copy of each graph for GPUs unless ``fp16`` is false (training/fp16.py) and the
@@ -182,7 +185,8 @@ def export_run(
     ``run_share`` x the run's + the rest x the artifact's (training/warmstart.py). A run started
     with ``--init-from`` lists the commands behind its starting artifact first, so the card's
     ``train_command`` always reaches back to the data. ``card_fields``: optional card entries
-    the export does not write itself (e.g. ``mix_crossover``), checked by the serving contract."""
+    the export does not write itself (e.g. ``mix_crossover``), checked by the serving contract.
+    ``command``: this export's command line, recorded with an average (it is part of the recipe)."""
     variant, nets, state = load_run(run, which)
     cfg = state["config"]
     dest = Path(out) if out is not None else Path(run) / "export" / name
@@ -210,6 +214,8 @@ def export_run(
         other = provenance(average_with)
         run_card["average"] = {"name": other["name"], "sha256": other["sha256"], "run_share": run_share,
                                "artifact_share": round(1.0 - run_share, 6)}
+        if command:
+            run_card["average"]["command"] = command
         if other["sha256"] != init.get("sha256"):  # not the run's own start: its provenance is another chain
             run_card["average"]["train_command"] = other["train_command"]
     metrics_csv = Path(run) / CURVES_FILE
