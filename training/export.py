@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from training.loop import make_variant
 from zoo.spec import DataInfo, ExportGraph, Variant
 
 TOLERANCE = 1e-4
+log = logging.getLogger(__name__)
 
 
 class ExportError(Exception):
@@ -208,7 +210,8 @@ def export_run(
         from training.warmstart import WarmStartError, average_with_artifact, provenance
 
         try:
-            average_with_artifact(variant, nets, average_with, run_share)
+            for line in average_with_artifact(variant, nets, average_with, run_share):
+                log.info("--average-with %s: %s", average_with, line)
         except WarmStartError as e:
             raise ExportError(f"--average-with {average_with}: {e}") from None
         other = provenance(average_with)

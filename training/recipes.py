@@ -115,8 +115,6 @@ CRITIC_ARGS: dict[str, str] = {
 }
 
 
-
-
 @dataclass(frozen=True)
 class FineTune:
     """A second run after a recipe's own: it starts from the first run's export (``--init-from``,
